@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The test suite on a fresh machine: set up .venv with the test extras, lint, run pytest.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+bash scripts/setup_env.sh test
+.venv/bin/ruff check src tests benchmarks
+.venv/bin/pytest -q "$@"

@@ -1,0 +1,5 @@
+"""`python -m sparsecircuits` (also what torchrun launches: `torchrun -m sparsecircuits train`)."""
+
+from sparsecircuits.cli import main
+
+main()

@@ -1,0 +1,47 @@
+"""The `sparsecircuits` command: one subcommand (or group) per stage of the pipeline.
+
+Each stage owns its commands in `<stage>/cli.py`; this module only mounts them and turns
+user errors (`SparseCircuitsError`) into a one-line message and exit code 2.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from sparsecircuits.errors import SparseCircuitsError
+
+app = typer.Typer(
+    name="sparsecircuits",
+    help="Weight-sparse transformers on Python code, and the circuits inside them.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _mount() -> None:
+    # Imported here so `sparsecircuits --help` stays importable even while one stage is broken.
+    from sparsecircuits.train import cli as train_cli
+
+    train_cli.register(app)
+    try:
+        from sparsecircuits.tasks import cli as tasks_cli
+    except ImportError:  # stage not built yet
+        tasks_cli = None
+    if tasks_cli is not None:
+        app.add_typer(tasks_cli.app, name="tasks")
+
+
+def main() -> None:
+    _mount()
+    try:
+        app()
+    except SparseCircuitsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,291 @@
+"""The training loop: AdamW steps, then the weight-sparsity projection, on Python token shards.
+
+One loop serves dense and sparse models (weight_fraction 1.0 is dense), one process or many
+(torchrun + DistributedDataParallel: every rank reads its slice of the same global batch,
+rank 0 writes checkpoints and logs). The data position is a pure function of (seed, step),
+so a run killed and resumed from its last checkpoint ends with bit-identical weights on CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from sparsecircuits import checkpoint as ckpt
+from sparsecircuits.config import RunConfig
+from sparsecircuits.data.prepare import PreparedData, prepare_data
+from sparsecircuits.data.shards import TokenShard, get_batch, iter_eval_batches
+from sparsecircuits.data.tokenizer import load_tokenizer
+from sparsecircuits.errors import CheckpointError, ConfigError
+from sparsecircuits.model.gpt import GPT
+from sparsecircuits.train import schedule
+from sparsecircuits.train.sparsity import nonzeros, project_, sparse_parameters
+
+log = logging.getLogger(__name__)
+METRICS_FILE = "metrics.jsonl"
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a finished run left behind."""
+
+    checkpoint: Path
+    """The final checkpoint directory."""
+    val_loss: float
+    """Validation loss (nats/token) at the last step."""
+    steps: int
+    """Optimiser steps taken in total."""
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: str) -> DistInfo:
+    """Join the torchrun process group if launched under torchrun, else a single process."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return DistInfo()
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def resolve_device(requested: str, info: DistInfo) -> torch.device:
+    if requested.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError("train.device is 'cuda' but no CUDA device is available")
+        if requested == "cuda" and info.world_size > 1:
+            return torch.device("cuda", info.local_rank)
+    return torch.device(requested)
+
+
+def build_optimizer(model: GPT, cfg: RunConfig) -> torch.optim.AdamW:
+    """AdamW; decay on matrices only (not on norm gains, biases, sinks or the logits bias)."""
+    o = cfg.optim
+    decay = [p for n, p in model.named_parameters() if p.ndim == 2]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim != 2]
+    groups = [{"params": decay, "weight_decay": o.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps,
+                             foreach=True)
+
+
+def clip_grad_rms_(params: list[torch.nn.Parameter], max_rms: float) -> float:
+    """Scale gradients so the RMS over all entries is at most max_rms; return the RMS before."""
+    grads = [p for p in params if p.grad is not None]
+    numel = sum(p.numel() for p in grads)
+    norm = torch.nn.utils.clip_grad_norm_(grads, max_norm=max_rms * math.sqrt(numel))
+    return float(norm) / math.sqrt(numel)
+
+
+@torch.no_grad()
+def evaluate_loss(model: torch.nn.Module, shard: TokenShard, cfg: RunConfig, device) -> float:
+    """Mean next-token loss over fixed, evenly spread val windows."""
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    for batch in iter_eval_batches(shard, cfg.train.batch_size, cfg.model.n_ctx,
+                                   cfg.train.eval_batches):
+        batch = batch.to(device)
+        logits = model(batch[:, :-1])
+        total += float(F.cross_entropy(logits.flatten(0, 1), batch[:, 1:].flatten(), reduction="sum"))
+        count += batch[:, 1:].numel()
+    model.train(was_training)
+    return total / max(1, count)
+
+
+def _optimizer_tensors(model: GPT, opt: torch.optim.AdamW) -> dict[str, torch.Tensor]:
+    """AdamW state keyed by parameter name (safetensors, not pickle)."""
+    out: dict[str, torch.Tensor] = {}
+    for name, p in model.named_parameters():
+        state = opt.state.get(p)
+        if state:
+            out[f"exp_avg.{name}"] = state["exp_avg"].detach().cpu().contiguous()
+            out[f"exp_avg_sq.{name}"] = state["exp_avg_sq"].detach().cpu().contiguous()
+            out[f"step.{name}"] = torch.as_tensor(state["step"]).detach().cpu().reshape(1)
+    out["rng.torch"] = torch.get_rng_state()
+    return out
+
+
+def _restore_optimizer(model: GPT, opt: torch.optim.AdamW, tensors: dict[str, torch.Tensor]) -> None:
+    for name, p in model.named_parameters():
+        if f"exp_avg.{name}" not in tensors:
+            continue
+        opt.state[p] = {
+            "step": tensors[f"step.{name}"].reshape(()).clone(),
+            "exp_avg": tensors[f"exp_avg.{name}"].to(p.device).clone(),
+            "exp_avg_sq": tensors[f"exp_avg_sq.{name}"].to(p.device).clone(),
+        }
+    if "rng.torch" in tensors:
+        torch.set_rng_state(tensors["rng.torch"])
+
+
+class MetricsLog:
+    """Append-only JSONL of training metrics (rank 0 only)."""
+
+    def __init__(self, path: Path, enabled: bool):
+        self.path, self.enabled = path, enabled
+
+    def truncate_after(self, step: int) -> None:
+        """On resume, drop lines logged after the checkpoint we continue from."""
+        if not self.enabled or not self.path.exists():
+            return
+        lines = [ln for ln in self.path.read_text().splitlines()
+                 if ln.strip() and json.loads(ln).get("step", 0) <= step]
+        self.path.write_text("".join(ln + "\n" for ln in lines))
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self.enabled:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+
+def _check_out_dir(out_dir: Path, cfg: RunConfig, resume: bool) -> None:
+    existing = out_dir / ckpt.CHECKPOINT_DIR
+    has_ckpt = existing.exists() or (out_dir / f".{ckpt.CHECKPOINT_DIR}.old").exists()
+    if has_ckpt and not resume:
+        raise CheckpointError(
+            f"{out_dir} already holds a checkpoint; pass --resume to continue it or choose another --out"
+        )
+    if resume:
+        if not has_ckpt:
+            raise CheckpointError(f"--resume: {out_dir} holds no checkpoint to resume")
+        saved = ckpt.read_config(ckpt.resolve(out_dir))
+        if saved.to_dict() != cfg.to_dict():
+            raise CheckpointError(
+                f"--resume: the config differs from the one {out_dir} was trained with"
+            )
+
+
+def train(cfg: RunConfig, out_dir: str | Path, resume: bool = False, progress: bool = True) -> TrainResult:
+    """Train (or resume) a run in `out_dir`; returns where the final checkpoint is."""
+    out_dir = Path(out_dir)
+    t = cfg.train
+    info = init_distributed(t.device)
+    device = resolve_device(t.device, info)
+    if t.threads > 0:
+        torch.set_num_threads(t.threads)
+    if t.batch_size % info.world_size:
+        raise ConfigError(f"train.batch_size ({t.batch_size}) must be divisible by the "
+                          f"number of processes ({info.world_size})")
+    _check_out_dir(out_dir, cfg, resume)
+
+    data = _prepare_data_once(cfg, info)
+    tokenizer = load_tokenizer(data.tokenizer_path)
+    if tokenizer.get_vocab_size() != cfg.model.vocab_size:
+        raise ConfigError(f"tokenizer has {tokenizer.get_vocab_size()} tokens, "
+                          f"model.vocab_size is {cfg.model.vocab_size}")
+    train_shard, val_shard = TokenShard(data.shards["train"]), TokenShard(data.shards["val"])
+
+    torch.manual_seed(t.seed)
+    model = GPT(cfg.model).to(device)
+    opt = build_optimizer(model, cfg)
+    sparse = sparse_parameters(model)
+    start = 0
+    metrics = MetricsLog(out_dir / METRICS_FILE, info.is_main)
+    if resume:
+        path = ckpt.resolve(out_dir)
+        ckpt.load_state_into(model, ckpt._load_tensors(path / "model.safetensors"), path)
+        tensors, state = ckpt.load_trainer_state(path)
+        _restore_optimizer(model, opt, tensors)
+        start = int(state["step"])
+        metrics.truncate_after(start)
+        log.info("resuming %s at step %d", out_dir, start)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    net = DistributedDataParallel(model) if info.world_size > 1 else model
+    local_batch = t.batch_size // info.world_size
+    tokens_per_step = t.batch_size * cfg.model.n_ctx
+    val_loss = float("nan")
+    bar = tqdm(total=t.steps, initial=start, disable=not (progress and info.is_main),
+               dynamic_ncols=True, desc="train")
+    window_start, window_tokens = time.perf_counter(), 0
+
+    def save(step: int) -> Path:
+        trainer_json = {"step": step, "world_size": info.world_size}
+        meta = {"step": step, "val_loss": val_loss, "data": {"root": str(data.root), **data.stats},
+                "nonzeros": nonzeros(sparse)}
+        return ckpt.write_checkpoint(out_dir / ckpt.CHECKPOINT_DIR, cfg, model.state_dict(),
+                                     tokenizer.to_str(), meta, _optimizer_tensors(model, opt),
+                                     trainer_json)
+
+    final = out_dir / ckpt.CHECKPOINT_DIR
+    for step in range(start, t.steps):
+        net.train()
+        fraction = schedule.weight_fraction(step, t.steps, cfg.sparsity)
+        lr = schedule.learning_rate(step, t.steps, fraction, cfg.optim)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        batch = get_batch(train_shard, t.batch_size, cfg.model.n_ctx, t.seed, step,
+                          info.rank, info.world_size).to(device)  # [local_batch, n_ctx + 1]
+        logits = net(batch[:, :-1])  # [local_batch, n_ctx, vocab]
+        loss = F.cross_entropy(logits.flatten(0, 1), batch[:, 1:].flatten())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_rms = clip_grad_rms_(list(model.parameters()), cfg.optim.grad_clip_rms)
+        opt.step()
+        proj = project_(sparse, fraction, cfg.sparsity.min_per_node)
+
+        loss_value = float(loss.detach())
+        if info.world_size > 1:
+            reduced = torch.tensor([loss_value], device=device)
+            dist.all_reduce(reduced)
+            loss_value = float(reduced) / info.world_size
+        window_tokens += local_batch * cfg.model.n_ctx * info.world_size
+        elapsed = time.perf_counter() - window_start
+        record = {"step": step + 1, "loss": loss_value, "lr": lr, "weight_fraction": fraction,
+                  "l0": proj.kept, "grad_rms": grad_rms,
+                  "tokens": (step + 1) * tokens_per_step,
+                  "tokens_per_s": window_tokens / max(elapsed, 1e-9)}
+        if proj.over_target:
+            record["min_j_excess"] = sum(proj.over_target.values())
+        done = step + 1
+        if done % t.eval_every == 0 or done == t.steps:
+            val_loss = evaluate_loss(model, val_shard, cfg, device)
+            record["val_loss"] = val_loss
+        metrics.write(record)
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{record['tokens_per_s']:.0f}",
+                        L0=proj.kept, val=f"{val_loss:.3f}")
+        if done % 20 == 0:
+            window_start, window_tokens = time.perf_counter(), 0
+        if (done % t.checkpoint_every == 0 or done == t.steps) and info.is_main:
+            final = save(done)
+        if info.world_size > 1 and done % t.checkpoint_every == 0:
+            dist.barrier()
+    bar.close()
+    if start >= t.steps and info.is_main:
+        val_loss = evaluate_loss(model, val_shard, cfg, device)
+    if info.world_size > 1:
+        dist.barrier()
+    return TrainResult(checkpoint=final, val_loss=val_loss, steps=t.steps)
+
+
+def _prepare_data_once(cfg: RunConfig, info: DistInfo) -> PreparedData:
+    """Rank 0 builds (or finds) the cached tokenizer and shards; the others then reuse them."""
+    if info.world_size > 1 and not info.is_main:
+        dist.barrier()
+    data = prepare_data(cfg.data, cfg.model.vocab_size, progress=info.is_main)
+    if info.world_size > 1 and info.is_main:
+        dist.barrier()
+    return data

@@ -97,7 +97,8 @@ class DataConfig:
     """Where the Python corpus comes from and how it is split."""
 
     sources: tuple[str, ...] = ()
-    """Directories or globs of .py files; empty = the running interpreter's standard library."""
+    """Directories, globs or .py files; `stdlib` (the running interpreter's standard library);
+    `idioms:N[:SEED]` (N generated modules of simple Python idioms); empty = `stdlib` only."""
     max_files: int = 0
     """Use at most this many files (0 = all); the choice is deterministic."""
     val_fraction: float = 0.02

@@ -1,20 +1,23 @@
 """The Python corpus: which .py files we train on, and which split each file belongs to.
 
-Sources are directories (searched recursively for `*.py`) or glob patterns; with no source the
-corpus is the standard library of the running interpreter, which every machine has, so the
-default needs no download. Every file is named by its path relative to the root it was found
-under, never by its absolute path: the train/val/test assignment (a hash of that name) is then
-the same on every machine, wherever Python or the user's checkout happens to live.
+Sources are directories (searched recursively for `*.py`), glob patterns, `stdlib` (the
+standard library of the running interpreter, which every machine has) or `idioms:N[:SEED]` (N
+generated modules of simple Python idioms, see `idioms.py`, named `idioms/00001.py`, ...); with
+no source the corpus is the standard library, so the default needs no download. Every file is
+named by its path relative to the root it was found under, never by its absolute path: the
+train/val/test assignment (a hash of that name) is then the same on every machine, wherever
+Python or the user's checkout happens to live.
 """
 
 from __future__ import annotations
 
+import functools
 import glob
 import hashlib
 import logging
 import os
 import sysconfig
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +26,12 @@ from sparsecircuits.errors import DataError
 logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
+STDLIB_SOURCE = "stdlib"
+"""The source name for the standard library (a directory called stdlib is `./stdlib`)."""
+IDIOMS_PREFIX = "idioms:"
+"""Prefix of the generated-idioms source, `idioms:N` or `idioms:N:SEED` (seed 0 by default)."""
+MAX_IDIOM_FILES = 1_000_000
+"""Largest N accepted in `idioms:N` (a typo with extra zeros should fail, not run for hours)."""
 
 # Directories never searched: installed third-party packages (they live under the stdlib
 # directory but are not the standard library) and caches. Hidden dirs (.git, .venv) neither.
@@ -161,38 +170,77 @@ def _read_text(path: Path) -> str | None:
         return None
 
 
+def parse_idioms_source(source: str) -> tuple[int, int] | None:
+    """(n_files, seed) for an `idioms:N[:SEED]` source, None for any other source."""
+    if not source.startswith(IDIOMS_PREFIX):
+        return None
+    parts = source[len(IDIOMS_PREFIX) :].split(":")
+    try:
+        if len(parts) > 2:
+            raise ValueError
+        n_files, seed = int(parts[0]), int(parts[1]) if len(parts) == 2 else 0
+    except ValueError:
+        raise DataError(
+            f"corpus source '{source}' must look like idioms:N or idioms:N:SEED (integers)"
+        ) from None
+    if not 1 <= n_files <= MAX_IDIOM_FILES or seed < 0:
+        raise DataError(
+            f"corpus source '{source}': idioms:N[:SEED] needs 1 <= N <= {MAX_IDIOM_FILES} "
+            "and SEED >= 0"
+        )
+    return n_files, seed
+
+
 def describe_sources(sources: Sequence[str]) -> str:
     if not sources:
-        return f"Python standard library ({stdlib_dir()})"
-    return ", ".join(sources)
+        sources = (STDLIB_SOURCE,)
+    return ", ".join(
+        f"Python standard library ({stdlib_dir()})" if s == STDLIB_SOURCE else s for s in sources
+    )
 
 
 def collect_corpus(sources: Sequence[str] = (), max_files: int = 0) -> Corpus:
     """Collect the .py files named by `sources` (default: the standard library).
 
-    Files are named relative to their source root. The same absolute file reached twice (say by
-    a directory and an overlapping glob) counts once, and so do files with identical contents
-    (the one with the smaller path is kept), so no text sits in two splits. Names that collide
-    across roots get the root's name as a prefix. With `max_files > 0` the files are taken in
+    A source is a directory, a glob, a .py file, `stdlib` or `idioms:N[:SEED]` (see the module
+    docstring). Files are named relative to their source root; generated ones `idioms/00001.py`
+    (`idioms/seed<SEED>/00001.py` for a seed other than 0). The same absolute file reached
+    twice (say by a directory and an overlapping glob) counts once, and so do files with
+    identical contents (the one with the smaller path is kept), so no text sits in two splits.
+    Names that collide across roots get the root's name (`generated` for idioms) as a prefix.
+    With `max_files > 0` the files are taken in
     order of a path hash, which spreads the subset over the whole tree deterministically.
     """
     if max_files < 0:
         raise DataError(f"max_files must be >= 0, got {max_files}")
     if isinstance(sources, str):  # a lone string would otherwise be read as characters
         sources = (sources,)
-    candidates: list[tuple[str, Path]] = []
-    seen_abs: set[Path] = set()
+    # (name, loader): files are read (or generated) only once the max_files subset is known.
+    candidates: list[tuple[str, Callable[[], str | None]]] = []
+    seen: set[Path | tuple[int, int]] = set()  # real paths; (seed, index) of generated files
     used_names: set[str] = set()
-    streams = [_candidates(s) for s in sources] if sources else [_stdlib_candidates()]
-    for stream in streams:
+    for source in sources or (STDLIB_SOURCE,):
+        idioms = parse_idioms_source(source)
+        if idioms is not None:
+            # Imported here: idioms.py builds on SourceFile from this module.
+            from sparsecircuits.data.idioms import generate_idiom_file, idiom_path
+
+            n_files, seed = idioms
+            for index in range(1, n_files + 1):
+                if (seed, index) in seen:
+                    continue
+                seen.add((seed, index))
+                name = _claim_name(idiom_path(index, seed), "generated", used_names)
+                candidates.append((name, functools.partial(generate_idiom_file, index, seed)))
+            continue
+        stream = _stdlib_candidates() if source == STDLIB_SOURCE else _candidates(source)
         for root, found in stream:
             key = Path(os.path.realpath(found))
-            if key in seen_abs:
+            if key in seen:
                 continue
-            seen_abs.add(key)
+            seen.add(key)
             name = _unique_name(root, found, used_names)
-            used_names.add(name)
-            candidates.append((name, found))
+            candidates.append((name, functools.partial(_read_text, found)))
 
     if max_files > 0:
         candidates.sort(key=lambda c: (path_hash("subset", c[0]), c[0]))
@@ -202,13 +250,13 @@ def collect_corpus(sources: Sequence[str] = (), max_files: int = 0) -> Corpus:
     files: list[SourceFile] = []
     seen_content: dict[bytes, int] = {}
     skipped = duplicates = 0
-    for name, found in candidates:
+    for name, load in candidates:
         if max_files and len(files) >= max_files:
             break
-        text = _read_text(found)
+        text = load()
         if text is None:
             skipped += 1
-            logger.debug("skipped %s: not a readable UTF-8 file", found)
+            logger.debug("skipped %s: not a readable UTF-8 file", name)
             continue
         digest = hashlib.sha256(text.encode("utf-8")).digest()
         if digest in seen_content:
@@ -231,12 +279,15 @@ def collect_corpus(sources: Sequence[str] = (), max_files: int = 0) -> Corpus:
 
 
 def _unique_name(root: Path, found: Path, used: set[str]) -> str:
-    name = Path(os.path.relpath(found, root)).as_posix()
-    if name not in used:
-        return name
-    prefixed = f"{root.name}/{name}"
-    candidate, n = prefixed, 1
+    return _claim_name(Path(os.path.relpath(found, root)).as_posix(), root.name, used)
+
+
+def _claim_name(name: str, prefix: str, used: set[str]) -> str:
+    """`name`, or `prefix/name` (then `prefix/name#2`, ...) if taken; the result is added to
+    `used`."""
+    candidate, n = name, 1
     while candidate in used:
         n += 1
-        candidate = f"{prefixed}#{n}"
+        candidate = f"{prefix}/{name}" if n == 2 else f"{prefix}/{name}#{n - 1}"
+    used.add(candidate)
     return candidate

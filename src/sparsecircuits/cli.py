@@ -22,16 +22,16 @@ app = typer.Typer(
 
 
 def _mount() -> None:
-    # Imported here so `sparsecircuits --help` stays importable even while one stage is broken.
+    # Imported inside a function so that importing this module stays cheap.
+    from sparsecircuits.circuits import cli as circuits_cli
+    from sparsecircuits.tasks import cli as tasks_cli
     from sparsecircuits.train import cli as train_cli
+    from sparsecircuits.viewer import cli as viewer_cli
 
     train_cli.register(app)
-    try:
-        from sparsecircuits.tasks import cli as tasks_cli
-    except ImportError:  # stage not built yet
-        tasks_cli = None
-    if tasks_cli is not None:
-        app.add_typer(tasks_cli.app, name="tasks")
+    app.add_typer(tasks_cli.app, name="tasks")
+    circuits_cli.register(app)
+    viewer_cli.register(app)
 
 
 def main() -> None:

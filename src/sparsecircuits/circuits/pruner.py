@@ -1,0 +1,280 @@
+"""One model + one ablation -> circuits for tasks: mask training, search on k, calibration.
+
+`Pruner` holds what every step needs (the frozen model, its ablation values, the mask layout)
+and evaluates any set of kept units on any split, so validation, controls and the attribution
+baseline all measure circuits the same way. Evaluation with resample ablation draws its
+replacement contexts from a fixed seed, so every k of a search sees the same draws.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import dataclass, field, replace
+
+import torch
+from tokenizers import Tokenizer
+from torch import Tensor
+from tqdm import tqdm
+
+from sparsecircuits.circuits.ablation import Ablation
+from sparsecircuits.circuits.attribution import attribution_scores
+from sparsecircuits.circuits.config import PruneConfig, loss_function
+from sparsecircuits.circuits.discretize import KSearch, calibrate_logits, fit_calibration, search_k
+from sparsecircuits.circuits.forward import batch_last_logits
+from sparsecircuits.circuits.masks import MaskLayout, masked_hooks
+from sparsecircuits.circuits.prune import MaskTraining, train_masks
+from sparsecircuits.errors import CircuitError, TaskError
+from sparsecircuits.model.gpt import GPT
+from sparsecircuits.tasks.base import SplitSizes, Task
+from sparsecircuits.tasks.encoding import TaskBatch, encode_examples
+from sparsecircuits.tasks.metrics import accuracy, task_loss, two_way_loss
+from sparsecircuits.tasks.registry import get_task
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TaskData:
+    """A task's splits, encoded for one tokenizer."""
+
+    name: str
+    description: str
+    train: TaskBatch
+    val: TaskBatch
+    test: TaskBatch
+    task_tokens: tuple[int, ...]
+    """Every token id occurring in the examples' contexts (for embed edges)."""
+    candidate_tokens: tuple[int, ...]
+    """Every candidate id (correct or wrong) of the examples (for unembed edges)."""
+
+    @property
+    def sizes(self) -> dict[str, int]:
+        return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
+
+    @property
+    def seq(self) -> int:
+        """The longest example, in tokens."""
+        return max(int(b.lengths.max()) for b in (self.train, self.val, self.test))
+
+
+def _tokens_of(batches: list[TaskBatch]) -> tuple[int, ...]:
+    ids: set[int] = set()
+    for b in batches:
+        keep = torch.arange(b.tokens.shape[1]) < b.lengths[:, None]  # [N, T]: not padding
+        ids.update(b.tokens[keep].unique().tolist())
+    return tuple(sorted(ids))
+
+
+def load_task_data(
+    task: Task | str, tokenizer: Tokenizer, cfg: PruneConfig, n_ctx: int
+) -> TaskData:
+    """The task's train/val/test splits, checked against `tokenizer` and encoded (TaskError)."""
+    task = get_task(task) if isinstance(task, str) else task
+    sizes = SplitSizes(cfg.train_size, cfg.val_size, cfg.test_size)
+    splits = task.splits(sizes, seed=cfg.task_seed, tokenizer=tokenizer)
+    for split in ("train", "val", "test"):
+        if not splits.get(split):
+            raise TaskError(f"task {task.name} has no {split} examples")
+    batches = [encode_examples(splits.get(s), tokenizer, n_ctx) for s in ("train", "val", "test")]
+    candidates = sorted({int(i) for b in batches for i in torch.cat([b.correct_id, b.wrong_id])})
+    return TaskData(task.name, task.description, *batches, _tokens_of(batches), tuple(candidates))
+
+
+def nonsense_task(data: TaskData, tokenizer: Tokenizer, seed: int = 0) -> tuple[TaskData, int]:
+    """The control task: the same contexts, but 'correct' is always one fixed unrelated token.
+
+    The token is drawn (seeded) among alphabetic tokens of 4+ characters that occur nowhere in
+    the task; 'wrong' is the real correct token.
+    """
+    used = set(data.task_tokens) | set(data.candidate_tokens)
+    vocab = tokenizer.get_vocab()
+    pool = sorted(
+        i for i in vocab.values()
+        if i not in used and len(tokenizer.decode([i]).strip()) >= 4
+        and tokenizer.decode([i]).strip().isalpha()
+    )  # fmt: skip
+    if not pool:
+        pool = sorted(i for i in vocab.values() if i not in used)
+    token = random.Random(seed).choice(pool)
+
+    def swap(b: TaskBatch) -> TaskBatch:
+        return replace(b, correct_id=torch.full_like(b.correct_id, token), wrong_id=b.correct_id)
+
+    name = f"{data.name}:nonsense"
+    desc = f"contexts of {data.name}, always predict {tokenizer.decode([token])!r}"
+    out = TaskData(
+        name,
+        desc,
+        swap(data.train),
+        swap(data.val),
+        swap(data.test),
+        data.task_tokens,
+        tuple(sorted(set(data.candidate_tokens) | {token})),
+    )
+    return out, token
+
+
+@dataclass
+class PruneOutcome:
+    """A pruning run on one task: the circuit (if the target was reached) and how it was found."""
+
+    training: MaskTraining
+    search: KSearch
+    unit_gates: Tensor
+    """0/1 gates [n_units] of the circuit (of the best k evaluated if the target was missed)."""
+    nodes: list[str]
+    """The circuit's nodes, in model order."""
+    full_val_loss: float
+    """Task loss of the whole model on val."""
+    val_loss_before: float
+    """Val task loss of the circuit before calibration."""
+    val_loss_after: float
+    """Val task loss of the circuit after calibration."""
+    scale: float
+    shift: float
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def reached(self) -> bool:
+        return self.search.reached
+
+
+@dataclass
+class BaselineOutcome:
+    """The attribution baseline on one task."""
+
+    scores: Tensor
+    search: KSearch
+    nodes: list[str]
+    seconds: float
+
+
+class Pruner:
+    """Prunes tasks in one frozen model under one ablation."""
+
+    def __init__(self, model: GPT, ablation: Ablation, cfg: PruneConfig, progress: bool = False):
+        self.model = model
+        self.ablation = ablation
+        self.cfg = cfg
+        self.progress = progress
+        self.layout = MaskLayout.for_model(model, cfg.tie_qk)
+
+    @property
+    def loss_fn(self):
+        return loss_function(self.cfg.loss)
+
+    # ------------------------------------------------------------------ evaluation
+    def logits(self, batch: TaskBatch, unit_gates: Tensor | None) -> Tensor:
+        """Last-position logits [N, V]; None gates = the full model."""
+        if unit_gates is None:
+            return batch_last_logits(self.model, batch, None, self.cfg.eval_batch_size)
+        device = next(self.model.parameters()).device
+        gates = unit_gates.to(device)
+        gen = torch.Generator().manual_seed(self.cfg.seed + 1)
+
+        def hooks_fn(n: int, seq: int):
+            return masked_hooks(self.layout, gates, self.ablation.values(n, seq, gen))
+
+        return batch_last_logits(self.model, batch, hooks_fn, self.cfg.eval_batch_size)
+
+    def loss(self, batch: TaskBatch, unit_gates: Tensor | None) -> float:
+        return float(self.loss_fn(self.logits(batch, unit_gates), batch))
+
+    def metrics(
+        self, batch: TaskBatch, unit_gates: Tensor | None, scale: float = 1.0, shift: float = 0.0
+    ) -> dict[str, float]:
+        """Task loss and accuracy, with calibration applied when scale/shift are given."""
+        logits = calibrate_logits(self.logits(batch, unit_gates), batch, scale, shift)
+        return {
+            "loss": float(self.loss_fn(logits, batch)),
+            "task_loss": float(task_loss(logits, batch)),
+            "two_way_loss": float(two_way_loss(logits, batch)),
+            "accuracy": float(accuracy(logits, batch)),
+        }
+
+    # ------------------------------------------------------------------ pruning
+    def prune(self, data: TaskData, require_reachable: bool = True) -> PruneOutcome:
+        """Train masks on train, search k on val, calibrate on train (see module docstring).
+
+        With `require_reachable`, a full model whose val loss misses the target is a
+        CircuitError before any training (controls pass False and report what happens).
+        """
+        cfg, seconds = self.cfg, {}
+        t0 = time.perf_counter()
+        full_val = self.loss(data.val, None)
+        if require_reachable and full_val > cfg.target_loss:
+            other = ", the two_way loss" if cfg.loss == "task" else ""
+            raise CircuitError(
+                f"the full model's val {cfg.loss} loss on {data.name} is {full_val:.3f}, above "
+                f"the target {cfg.target_loss:g}: no circuit of it can reach the target "
+                f"(use a target above {full_val:.3f}{other}, or a better-trained checkpoint)"
+            )
+        with tqdm(
+            total=cfg.steps, desc=f"prune {data.name}", disable=not self.progress, leave=False
+        ) as bar:
+
+            def report(step: int, loss: float, kept: int) -> None:
+                bar.update(1)
+                bar.set_postfix(task_loss=f"{loss:.3f}", nodes=kept, refresh=False)
+
+            training = train_masks(self.model, self.layout, self.ablation, data.train, cfg, report)
+        seconds["train_masks"] = training.seconds
+
+        t1 = time.perf_counter()
+        tau = training.tau
+        search = search_k(
+            lambda k: self.loss(data.val, self.layout.top_units(tau, k)),
+            self.layout.n_units,
+            cfg.target_loss,
+            start=int((tau > 0).sum()),
+        )
+        k = search.k if search.k is not None else search.best_k
+        gates = self.layout.top_units(tau, k)
+        seconds["search_k"] = time.perf_counter() - t1
+
+        t2 = time.perf_counter()
+        scale, shift = fit_calibration(
+            self.logits(data.train, gates), data.train, cfg.calibration_steps, self.loss_fn
+        )
+        val_logits = self.logits(data.val, gates)
+        before = float(self.loss_fn(val_logits, data.val))
+        after = float(self.loss_fn(calibrate_logits(val_logits, data.val, scale, shift), data.val))
+        seconds["calibrate"] = time.perf_counter() - t2
+        seconds["total"] = time.perf_counter() - t0
+        return PruneOutcome(
+            training,
+            search,
+            gates,
+            self.layout.nodes(gates),
+            full_val,
+            before,
+            after,
+            scale,
+            shift,
+            seconds,
+        )
+
+    def baseline(self, data: TaskData, start_k: int = 1) -> BaselineOutcome:
+        """Attribution baseline: rank units by |activation x gradient| on train, same search."""
+        t0 = time.perf_counter()
+        gen = torch.Generator().manual_seed(self.cfg.seed + 2)
+        scores = attribution_scores(
+            self.model,
+            self.layout,
+            self.ablation,
+            data.train,
+            self.cfg.batch_size,
+            self.cfg.loss,
+            gen,
+        )
+        search = search_k(
+            lambda k: self.loss(data.val, self.layout.top_units(scores, k)),
+            self.layout.n_units,
+            self.cfg.target_loss,
+            start=start_k,
+        )
+        k = search.k if search.k is not None else search.best_k
+        nodes = self.layout.nodes(self.layout.top_units(scores, k))
+        return BaselineOutcome(scores, search, nodes, time.perf_counter() - t0)

@@ -1,0 +1,218 @@
+"""The viewer's web app: JSON routes over a `Workspace`, plus the static front end.
+
+Routes (every model / circuit is named by its path relative to the artifacts directory):
+
+    GET  /                      the single-page front end (static/index.html)
+    GET  /api/artifacts         models and circuits found on disk
+    GET  /api/tasks             the task suite (name, description, class names)
+    GET  /api/circuit?id=       circuit header + graph (nodes placed in layer bands, edges)
+    GET  /api/node?node=&model=|circuit=&task=&n=
+                                node panel: snippets, histogram, per-class task activations,
+                                direct logit effect
+    POST /api/tokens            {model|circuit, node, text} -> per-token activations
+    POST /api/intervene         {model|circuit, task, n, interventions, mode} -> task loss and
+                                p(candidates) without and with the interventions, in the full
+                                model or (mode=circuit) in the circuit alone
+    POST /api/steer             {model|circuit, prompt, interventions, tokens} -> two generations
+
+Errors are JSON `{"error": message}`: 400 bad input, 403 a path outside the artifacts
+directory, 404 an unknown model / circuit / node, 422 a malformed request body.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from sparsecircuits.errors import SparseCircuitsError
+from sparsecircuits.tasks import all_tasks
+from sparsecircuits.viewer.circuit_file import CircuitFile
+from sparsecircuits.viewer.interventions import needs_means, parse_interventions
+from sparsecircuits.viewer.node_stats import UnknownNodeError, check_node, text_activations
+from sparsecircuits.viewer.panels import circuit_view, intervention_result, node_panel
+from sparsecircuits.viewer.steer import MAX_NEW_TOKENS, steer
+from sparsecircuits.viewer.workspace import (
+    MAX_TASK_EXAMPLES,
+    ModelHandle,
+    NotFoundError,
+    PathOutsideError,
+    Workspace,
+)
+
+logger = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).parent / "static"
+MAX_TEXT_CHARS = 20_000
+PathRef = Field(default=None, max_length=1000)
+
+
+# Pydantic's JSON parser already refuses lone surrogates (\ud800), which no tokenizer encodes.
+Text = Annotated[str, Field(min_length=1, max_length=MAX_TEXT_CHARS)]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = PathRef
+    circuit: str | None = PathRef
+
+
+class TokensBody(_Body):
+    node: str = Field(max_length=200)
+    text: Text
+
+
+class InterventionItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    node: str = Field(max_length=200)
+    op: str = Field(max_length=20)
+    value: float | None = None
+
+
+class InterveneBody(_Body):
+    task: str | None = Field(default=None, max_length=1000)
+    n: int = Field(default=32, ge=1, le=MAX_TASK_EXAMPLES)
+    interventions: list[InterventionItem] = Field(default_factory=list, max_length=64)
+    mode: Literal["model", "circuit"] = "model"
+
+
+class SteerBody(_Body):
+    prompt: Text
+    interventions: list[InterventionItem] = Field(default_factory=list, max_length=64)
+    tokens: int = Field(default=32, ge=1, le=MAX_NEW_TOKENS)
+    temperature: float = Field(default=0.0, ge=0.0, le=10.0)
+    seed: int = Field(default=0, ge=0)
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def create_app(workspace: Workspace) -> FastAPI:
+    """The FastAPI app serving one artifacts directory."""
+    app = FastAPI(title="sparsecircuits viewer", docs_url=None, redoc_url=None, openapi_url=None)
+    ws = workspace
+
+    @app.exception_handler(PathOutsideError)
+    async def _outside(_: Request, exc: PathOutsideError) -> JSONResponse:
+        return _error(403, str(exc))
+
+    @app.exception_handler(NotFoundError)
+    async def _missing(_: Request, exc: NotFoundError) -> JSONResponse:
+        return _error(404, str(exc))
+
+    @app.exception_handler(UnknownNodeError)
+    async def _unknown_node(_: Request, exc: UnknownNodeError) -> JSONResponse:
+        return _error(404, str(exc))
+
+    @app.exception_handler(SparseCircuitsError)
+    async def _user_error(_: Request, exc: SparseCircuitsError) -> JSONResponse:
+        return _error(400, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        return _error(422, f"invalid request: {where}: {first.get('msg', 'malformed')}")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _internal(_: Request, exc: Exception) -> JSONResponse:
+        logger.exception("viewer: internal error")
+        return _error(500, f"internal error: {type(exc).__name__}: {exc}")
+
+    def target(
+        model: str | None, circuit: str | None
+    ) -> tuple[ModelHandle, CircuitFile | None, list[str]]:
+        """The model a request is about: the circuit's model, or the named one."""
+        if circuit:
+            c = ws.circuit(circuit)
+            handle, warnings = ws.circuit_model(c)
+            return handle, c, warnings
+        if model:
+            return ws.model(model), None, []
+        raise SparseCircuitsError("name a model or a circuit")
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html")
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/api/artifacts")
+    def artifacts() -> dict[str, Any]:
+        return ws.listing()
+
+    @app.get("/api/tasks")
+    def tasks() -> list[dict[str, Any]]:
+        return [
+            {"name": t.name, "description": t.description, "class_names": list(t.class_names),
+             "source": t.source}
+            for t in all_tasks()
+        ]
+
+    @app.get("/api/circuit")
+    def circuit(
+        id: str = Query(max_length=1000),
+        n: int = Query(32, ge=1, le=MAX_TASK_EXAMPLES),
+    ) -> dict[str, Any]:
+        with ws.lock:
+            handle, c, warnings = target(None, id)
+            return circuit_view(handle, c, id, n, warnings)
+
+    @app.get("/api/node")
+    def node(
+        node: str = Query(max_length=200),
+        model: str | None = Query(None, max_length=1000),
+        circuit: str | None = Query(None, max_length=1000),
+        task: str | None = Query(None, max_length=1000),
+        n: int = Query(32, ge=1, le=MAX_TASK_EXAMPLES),
+    ) -> dict[str, Any]:
+        with ws.lock:
+            handle, c, _ = target(model, circuit)
+            check_node(handle.model, node)
+            task = ws.task(task) if task else (c.task if c else None)
+            return node_panel(handle, node, task, n, c)
+
+    @app.post("/api/tokens")
+    def tokens(body: TokensBody) -> dict[str, Any]:
+        with ws.lock:
+            handle, _, _ = target(body.model, body.circuit)
+            location, index = check_node(handle.model, body.node)
+            return {"node": body.node, **text_activations(handle.loaded, body.text, location,
+                                                            index)}
+
+    @app.post("/api/intervene")
+    def intervene(body: InterveneBody) -> dict[str, Any]:
+        with ws.lock:
+            handle, c, _ = target(body.model, body.circuit)
+            task = ws.task(body.task) if body.task else (c.task if c else None)
+            if not task:
+                raise SparseCircuitsError("name a task (or a circuit, whose task is used)")
+            ivs = parse_interventions([i.model_dump() for i in body.interventions], handle.model)
+            return intervention_result(handle, task, ivs, body.n, c, body.mode)
+
+    @app.post("/api/steer")
+    def steer_route(body: SteerBody) -> dict[str, Any]:
+        with ws.lock:
+            handle, c, _ = target(body.model, body.circuit)
+            ivs = parse_interventions([i.model_dump() for i in body.interventions], handle.model)
+            means = handle.means(c)[0] if needs_means(ivs) else None
+            result = steer(handle.loaded, body.prompt, ivs, body.tokens, body.temperature,
+                           None, body.seed, means)
+            return {"prompt": result.prompt, "plain": result.plain, "steered": result.steered,
+                    "interventions": [iv.to_dict() for iv in ivs]}
+
+    return app

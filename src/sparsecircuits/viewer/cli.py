@@ -1,0 +1,120 @@
+"""`sparsecircuits serve | report | steer`: look at circuits, export them, steer with nodes."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sparsecircuits.errors import SparseCircuitsError
+
+WindowsOpt = Annotated[
+    int, typer.Option(help="Pretraining val windows (of n_ctx tokens) scanned per node location.")
+]
+ExamplesOpt = Annotated[int, typer.Option("--n", help="Task val examples used for panels and ablations.")]
+
+
+def serve_command(
+    artifacts: Annotated[Path, typer.Option(help="Directory searched for checkpoints (runs/<run>/checkpoint) and circuit files (circuits/<run>/<task>/circuit.json); requests cannot reach outside it.")] = Path("."),
+    host: Annotated[str, typer.Option(help="Interface to bind; the viewer has no authentication.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8765,
+    windows: WindowsOpt = 64,
+) -> None:
+    """Serve the circuit viewer (graph, node panels, live interventions) on a local port."""
+    import uvicorn
+
+    from sparsecircuits.viewer.app import create_app
+    from sparsecircuits.viewer.node_stats import StatsConfig
+    from sparsecircuits.viewer.workspace import Workspace
+
+    if windows < 1:
+        raise SparseCircuitsError(f"--windows must be >= 1, got {windows}")
+    if not 0 < port < 65536:
+        raise SparseCircuitsError(f"--port must be in 1..65535, got {port}")
+    workspace = Workspace(artifacts, StatsConfig(windows=windows))
+    if not _is_loopback(host):
+        print(f"warning: binding {host}: anyone who can reach this address can use the viewer")
+    print(f"serving {workspace.root} at http://{host}:{port}/  (Ctrl-C to stop)")
+    uvicorn.run(create_app(workspace), host=host, port=port, log_level="warning")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def report_command(
+    circuit: Annotated[Path, typer.Argument(help="A circuit.json file.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="HTML file to write.")] = Path("circuit.html"),
+    model: Annotated[Path | None, typer.Option(help="Checkpoint (default: the one the circuit names).")] = None,
+    windows: WindowsOpt = 64,
+    n: ExamplesOpt = 32,
+) -> None:
+    """Write a single self-contained HTML file: graph, node panels, losses, ablations."""
+    from sparsecircuits.viewer.node_stats import StatsConfig
+    from sparsecircuits.viewer.report import write_report
+
+    if windows < 1 or n < 1:
+        raise SparseCircuitsError("--windows and --n must be >= 1")
+    path = write_report(circuit, out, model, StatsConfig(windows=windows, top_k=6), n)
+    print(f"wrote {path} ({path.stat().st_size / 1e3:.0f} kB)")
+
+
+def steer_command(
+    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint or run directory.")],
+    node: Annotated[list[str], typer.Option(help="Node to intervene on, e.g. 0.mlp.post_act.460 (repeatable).")],
+    prompt: Annotated[str, typer.Option(help="Text to continue.")],
+    scale: Annotated[float | None, typer.Option(help="Multiply the node(s) by this factor.")] = None,
+    clamp: Annotated[float | None, typer.Option(help="Set the node(s) to this value.")] = None,
+    ablate: Annotated[str | None, typer.Option(help="'mean' or 'zero': ablate the node(s).")] = None,
+    tokens: Annotated[int, typer.Option(help="Number of tokens to generate.")] = 32,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature; 0 = greedy.")] = 0.0,
+    top_k: Annotated[int | None, typer.Option(help="Sample only from the k most likely tokens.")] = None,
+    seed: Annotated[int, typer.Option(help="Sampling seed (the same for both generations).")] = 0,
+    windows: WindowsOpt = 64,
+) -> None:
+    """Generate text without and with an intervention on nodes (greedy by default)."""
+    from sparsecircuits.checkpoint import load_checkpoint
+    from sparsecircuits.viewer.interventions import needs_means, parse_interventions
+    from sparsecircuits.viewer.node_stats import CorpusActivations, StatsConfig, val_tokens
+    from sparsecircuits.viewer.steer import steer
+
+    chosen = [opt for opt, v in (("--scale", scale), ("--clamp", clamp), ("--ablate", ablate)) if v is not None]
+    if len(chosen) != 1:
+        raise SparseCircuitsError("give exactly one of --scale, --clamp, --ablate")
+    if ablate is not None and ablate not in ("mean", "zero"):
+        raise SparseCircuitsError(f"--ablate must be 'mean' or 'zero', got {ablate!r}")
+    op, value = (
+        ("scale", scale) if scale is not None
+        else ("clamp", clamp) if clamp is not None
+        else (f"ablate_{ablate}", None)
+    )
+    loaded = load_checkpoint(checkpoint)
+    ivs = parse_interventions([{"node": n, "op": op, "value": value} for n in node], loaded.model)
+    means = None
+    if needs_means(ivs):
+        stats = StatsConfig(windows=windows)
+        means = CorpusActivations(loaded.model, val_tokens(loaded, windows), stats).means()
+    result = steer(loaded, prompt, ivs, tokens, temperature, top_k, seed, means)
+    if op == "scale":
+        what = f"scaled by {value:g}"
+    elif op == "clamp":
+        what = f"clamped to {value:g}"
+    else:
+        what = f"{ablate}-ablated"
+    print("--- without intervention ---")
+    print(result.plain)
+    print(f"--- with {', '.join(node)} {what} ---")
+    print(result.steered)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve_command)
+    app.command("report")(report_command)
+    app.command("steer")(steer_command)

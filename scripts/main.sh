@@ -7,15 +7,16 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 bash scripts/setup_env.sh
 SC=".venv/bin/sparsecircuits"
-RUN="${RUN:-runs/demo}"
+PRESET="${PRESET:-demo}"
+RUN="${RUN:-runs/$PRESET}"
 if [ -e "$RUN/checkpoint" ]; then
-    "$SC" train --config demo --out "$RUN" --resume
+    "$SC" train --config "$PRESET" --out "$RUN" --resume
 else
-    "$SC" train --config demo --out "$RUN"
+    "$SC" train --config "$PRESET" --out "$RUN"
 fi
 "$SC" eval "$RUN"
-if "$SC" tasks --help >/dev/null 2>&1; then
-    "$SC" tasks eval "$RUN" --json "$RUN/tasks.json"
-fi
+"$SC" tasks eval "$RUN" --json "$RUN/tasks.json"
 echo
-echo "demo checkpoint: $ROOT/$RUN/checkpoint"
+echo "$PRESET checkpoint: $ROOT/$RUN/checkpoint"
+echo "next: .venv/bin/sparsecircuits prune $RUN --task single_double_quote --loss two_way --target-loss 0.3"
+echo "      .venv/bin/sparsecircuits serve --artifacts .   (then open http://127.0.0.1:8765)"

@@ -39,7 +39,7 @@ def prune_command(
         bool, typer.Option("--all-tasks", help="Prune every built-in paper task and print a table.")
     ] = False,
     target_loss: Annotated[
-        float, typer.Option(help="Val task loss the circuit must reach.")
+        float, typer.Option(help="Val loss (of the kind --loss names) the circuit must reach.")
     ] = 0.15,
     loss: Annotated[
         str,

@@ -1,6 +1,10 @@
 """End to end: a checkpoint and a task in, a validated circuit (circuit.json) out.
 
-find_circuit(loaded, "single_double_quote", PruneConfig())
+    ctx = CircuitContext(load_checkpoint("runs/demo"), PruneConfig())
+    circuit, tensors = find_circuit(ctx, "single_double_quote")
+    circuit.save("circuits/demo/single_double_quote", tensors)
+
+find_circuit runs:
     1. task splits, checked against the checkpoint's tokenizer
     2. ablation values (mean: cached per checkpoint content hash)
     3. mask training on train, search on k on val, calibration        (pruner.py)
@@ -12,7 +16,6 @@ find_circuit(loaded, "single_double_quote", PruneConfig())
 
 from __future__ import annotations
 
-import logging
 import math
 import time
 from dataclasses import asdict
@@ -35,8 +38,6 @@ from sparsecircuits.circuits.validate import (
 )
 from sparsecircuits.model.hooks import parse_node
 from sparsecircuits.tasks.base import Task
-
-logger = logging.getLogger(__name__)
 
 
 class CircuitContext:

@@ -8,7 +8,6 @@ replacement contexts from a fixed seed, so every k of a search sees the same dra
 
 from __future__ import annotations
 
-import logging
 import random
 import time
 from dataclasses import dataclass, field, replace
@@ -31,8 +30,6 @@ from sparsecircuits.tasks.base import SplitSizes, Task
 from sparsecircuits.tasks.encoding import TaskBatch, encode_examples
 from sparsecircuits.tasks.metrics import accuracy, task_loss, two_way_loss
 from sparsecircuits.tasks.registry import get_task
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -217,7 +214,7 @@ class Pruner:
 
             def report(step: int, loss: float, kept: int) -> None:
                 bar.update(1)
-                bar.set_postfix(task_loss=f"{loss:.3f}", nodes=kept, refresh=False)
+                bar.set_postfix(loss=f"{loss:.3f}", nodes=kept, refresh=False)
 
             training = train_masks(self.model, self.layout, self.ablation, data.train, cfg, report)
         seconds["train_masks"] = training.seconds

@@ -1,8 +1,7 @@
 """Forward passes for pruning: logits only where the task reads them, in length buckets.
 
-Task examples are right-padded and read at position `length - 1`. The unembedding and the
-bigram table cost as much as a block at vocab 2048, so `last_logits` applies them to the read
-positions only; it is the model's own forward otherwise (tests compare it with `model(...)`).
+Task examples are right-padded and read at position `length - 1`; `last_logits` asks the
+model for the logits at those positions only.
 """
 
 from __future__ import annotations
@@ -24,21 +23,7 @@ def last_logits(
     model: GPT, tokens: Tensor, lengths: Tensor, hooks: Mapping[str, Hook] | None = None
 ) -> Tensor:
     """Logits at position `lengths - 1` of each row: tokens [N, T] -> [N, vocab]."""
-    n, t = tokens.shape
-    if t > model.cfg.n_ctx:
-        raise ValueError(f"sequence of {t} tokens is longer than n_ctx={model.cfg.n_ctx}")
-    x = model.embed(tokens)  # [N, T, d_model]
-    if model.pos_embed is not None:
-        x = x + model.pos_embed(torch.arange(t, device=tokens.device))
-    for block in model.blocks:
-        x = block(x, hooks)
-    rows = torch.arange(n, device=tokens.device)
-    last = lengths.to(tokens.device) - 1
-    h = model.final_norm(x[rows, last])  # [N, d_model]
-    logits = model.unembed(h) + model.logits_bias  # [N, vocab]
-    if model.bigram is not None:
-        logits = logits + model.bigram[tokens[rows, last]]
-    return logits
+    return model(tokens, hooks, read_positions=lengths - 1)
 
 
 def length_chunks(lengths: Tensor, size: int) -> Iterator[Tensor]:

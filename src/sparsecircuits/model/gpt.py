@@ -189,30 +189,42 @@ class GPT(nn.Module):
             else:
                 nn.init.normal_(p, std=std)
 
-    def forward(self, tokens: Tensor, hooks: Hooks | None = None) -> Tensor:
-        """tokens: [batch, seq] int64 -> logits [batch, seq, vocab]."""
-        _, T = tokens.shape
+    def embed_tokens(self, tokens: Tensor) -> Tensor:
+        """The residual stream before the first block: tokens [B, T] -> [B, T, d_model]."""
+        T = tokens.shape[1]
         if T > self.cfg.n_ctx:
             raise ValueError(f"sequence of {T} tokens is longer than n_ctx={self.cfg.n_ctx}")
-        x = self.embed(tokens)  # [B, T, d_model]
+        x = self.embed(tokens)
         if self.pos_embed is not None:
             x = x + self.pos_embed(torch.arange(T, device=tokens.device))
+        return x
+
+    def forward(
+        self, tokens: Tensor, hooks: Hooks | None = None, read_positions: Tensor | None = None
+    ) -> Tensor:
+        """tokens: [batch, seq] int64 -> logits [batch, seq, vocab].
+
+        With `read_positions` ([batch] int64), only the logits at one position per row are
+        computed: [batch, vocab]. Task examples are read this way; the unembedding and bigram
+        lookup cost as much as a block at vocab 2048, so skipping unread positions matters.
+        """
+        x = self.embed_tokens(tokens)  # [B, T, d_model]
         for block in self.blocks:
             x = block(x, hooks)
-        logits = self.unembed(self.final_norm(x)) + self.logits_bias  # [B, T, vocab]
+        if read_positions is not None:
+            rows = torch.arange(tokens.shape[0], device=tokens.device)
+            read = read_positions.to(tokens.device)
+            x, tokens = x[rows, read], tokens[rows, read]  # [B, d_model], [B]
+        logits = self.unembed(self.final_norm(x)) + self.logits_bias  # [..., vocab]
         if self.bigram is not None:
             logits = logits + self.bigram[tokens]
         return logits
 
     def residual_stream(self, tokens: Tensor) -> list[Tensor]:
         """The residual stream before each block and after the last: n_layer + 1 x [B, T, d]."""
-        x = self.embed(tokens)
-        if self.pos_embed is not None:
-            x = x + self.pos_embed(torch.arange(tokens.shape[1], device=tokens.device))
-        streams = [x]
+        streams = [self.embed_tokens(tokens)]
         for block in self.blocks:
-            x = block(x, None)
-            streams.append(x)
+            streams.append(block(streams[-1], None))
         return streams
 
     @torch.no_grad()

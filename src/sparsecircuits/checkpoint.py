@@ -104,7 +104,8 @@ def read_config(path: Path) -> RunConfig:
         raise CheckpointError(f"{path}/config.json holds an unusable run config: {exc}") from None
 
 
-def _load_tensors(file: Path) -> dict[str, torch.Tensor]:
+def load_tensors(file: Path) -> dict[str, torch.Tensor]:
+    """Tensors of a safetensors file; CheckpointError (one line) if it is unreadable."""
     try:
         return load_file(str(file))
     except (SafetensorError, OSError, ValueError) as exc:
@@ -148,7 +149,7 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> Loaded:
             f"{cfg.model.vocab_size}"
         )
     model = GPT(cfg.model)
-    load_state_into(model, _load_tensors(p / "model.safetensors"), p / "model.safetensors")
+    load_state_into(model, load_tensors(p / "model.safetensors"), p / "model.safetensors")
     model.to(device).eval()
     return Loaded(model=model, tokenizer=tokenizer, config=cfg, path=p, meta=meta)
 
@@ -212,4 +213,4 @@ def load_trainer_state(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, A
         state = json.loads(json_file.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{json_file} is corrupt: {exc}") from None
-    return _load_tensors(tensors_file), state
+    return load_tensors(tensors_file), state

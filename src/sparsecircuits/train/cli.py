@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -33,7 +34,7 @@ def train_command(
     out = out or Path("runs") / Path(config).stem
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     result = train(cfg, out, resume=resume, progress=progress)
-    if int(__import__("os").environ.get("RANK", "0")) == 0:
+    if int(os.environ.get("RANK", "0")) == 0:  # only rank 0 reports under torchrun
         print(f"val loss {result.val_loss:.4f} after {result.steps} steps")
         print(f"checkpoint: {result.checkpoint}")
 

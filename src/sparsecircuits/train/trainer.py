@@ -205,7 +205,7 @@ def train(cfg: RunConfig, out_dir: str | Path, resume: bool = False, progress: b
     metrics = MetricsLog(out_dir / METRICS_FILE, info.is_main)
     if resume:
         path = ckpt.resolve(out_dir)
-        ckpt.load_state_into(model, ckpt._load_tensors(path / "model.safetensors"), path)
+        ckpt.load_state_into(model, ckpt.load_tensors(path / "model.safetensors"), path)
         tensors, state = ckpt.load_trainer_state(path)
         _restore_optimizer(model, opt, tensors)
         start = int(state["step"])

@@ -24,6 +24,7 @@ app = typer.Typer(
 def _mount() -> None:
     # Imported inside a function so that importing this module stays cheap.
     from sparsecircuits.circuits import cli as circuits_cli
+    from sparsecircuits.experiments import cli as experiments_cli
     from sparsecircuits.tasks import cli as tasks_cli
     from sparsecircuits.train import cli as train_cli
     from sparsecircuits.viewer import cli as viewer_cli
@@ -32,6 +33,7 @@ def _mount() -> None:
     app.add_typer(tasks_cli.app, name="tasks")
     circuits_cli.register(app)
     viewer_cli.register(app)
+    experiments_cli.register(app)
 
 
 def main() -> None:

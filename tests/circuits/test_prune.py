@@ -110,3 +110,15 @@ def test_optuna_search_starts_from_the_defaults_and_returns_its_best_trial():
     if reached:
         assert outcome.reached and len(outcome.nodes) == min(t["edges"] for t in reached)
     assert best_cfg.steps == 25
+
+
+@pytest.mark.slow
+def test_one_mask_training_serves_every_target_as_a_fresh_prune_would():
+    pruner = _pruner()
+    data = planted_task()
+    training = pruner.train_masks(data)
+    loose = pruner.discretize(data, training, target=0.1)
+    assert loose.nodes == pruner.prune(data).nodes == PLANTED
+    # A target nothing reaches: the search reports a miss and the best k it tried.
+    strict = pruner.discretize(data, training, target=1e-9)
+    assert not strict.reached and strict.val_loss_before > 1e-9

@@ -71,6 +71,23 @@ def test_second_call_reuses_the_cache(tmp_path, py_tree):
     assert second.stats == first.stats
 
 
+def test_a_given_tokenizer_encodes_a_changed_corpus_in_its_own_ids(tmp_path, py_tree):
+    cfg = config(tmp_path, [py_tree])
+    first = prepare_data(cfg, VOCAB)
+    tok = load_tokenizer(first.tokenizer_path)
+    assert prepare_data(cfg, VOCAB, tokenizer=tok).root == first.root  # its own data: reused
+    with open(py_tree / "keyword.py", "a") as f:
+        f.write("\nEXTRA = 1\n")
+    given = prepare_data(cfg, VOCAB, tokenizer=tok)
+    assert given.root != first.root and given.stats["tokenizer"] == "given"
+    assert load_tokenizer(given.tokenizer_path).to_str() == tok.to_str()
+    retrained = prepare_data(cfg, VOCAB)
+    assert retrained.stats["tokenizer"] == "trained" and retrained.root != given.root
+    text = tok.decode(TokenShard(given.shards["train"]).tokens.tolist())
+    assert "EXTRA = 1" in text or "EXTRA = 1" in tok.decode(
+        TokenShard(given.shards["val"]).tokens.tolist() + TokenShard(given.shards["test"]).tokens.tolist())
+
+
 def test_a_changed_file_or_setting_rebuilds(tmp_path, py_tree):
     cfg = config(tmp_path, [py_tree])
     first = prepare_data(cfg, VOCAB)

@@ -188,3 +188,19 @@ def test_resume_refuses_a_different_config(tiny_run, tmp_path):
 def test_missing_checkpoint_errors(tmp_path):
     with pytest.raises(CheckpointError, match="does not exist"):
         load_checkpoint(tmp_path / "nothing")
+
+
+def test_stop_below_ends_the_run_at_the_first_evaluation_that_reaches_it(tiny_config, tmp_path):
+    # Any finite loss is below 1e9: the first evaluation (step eval_every) stops the run.
+    result = train(tiny_config, tmp_path, progress=False, stop_below=1e9)
+    every = tiny_config.train.eval_every
+    assert result.steps == every < tiny_config.train.steps
+    meta = json.loads((tmp_path / "checkpoint" / "config.json").read_text())
+    assert meta["step"] == every and meta["stopped_below"] == 1e9
+    assert meta["val_loss"] == result.val_loss
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert records[-1]["step"] == every
+    # Unreachable: the run goes the whole way and says nothing about stopping.
+    full = train(tiny_config, tmp_path / "full", progress=False, stop_below=-1.0)
+    assert full.steps == tiny_config.train.steps
+    assert "stopped_below" not in json.loads((tmp_path / "full/checkpoint/config.json").read_text())

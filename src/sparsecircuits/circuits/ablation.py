@@ -135,7 +135,7 @@ class PretrainingWindows:
         from sparsecircuits.data.shards import TokenShard, iter_eval_batches
 
         cfg = self.loaded.config
-        data = prepare_data(cfg.data, cfg.model.vocab_size)
+        data = prepare_data(cfg.data, cfg.model.vocab_size, tokenizer=self.loaded.tokenizer)
         data_tok = Tokenizer.from_file(str(data.tokenizer_path))
         if data_tok.to_str() != self.loaded.tokenizer.to_str():
             raise CheckpointError(

@@ -198,33 +198,48 @@ class Pruner:
         With `require_reachable`, a full model whose val loss misses the target is a
         CircuitError before any training (controls pass False and report what happens).
         """
-        cfg, seconds = self.cfg, {}
         t0 = time.perf_counter()
         full_val = self.loss(data.val, None)
-        if require_reachable and full_val > cfg.target_loss:
-            other = ", the two_way loss" if cfg.loss == "task" else ""
+        if require_reachable and full_val > self.cfg.target_loss:
+            other = ", the two_way loss" if self.cfg.loss == "task" else ""
             raise CircuitError(
-                f"the full model's val {cfg.loss} loss on {data.name} is {full_val:.3f}, above "
-                f"the target {cfg.target_loss:g}: no circuit of it can reach the target "
-                f"(use a target above {full_val:.3f}{other}, or a better-trained checkpoint)"
+                f"the full model's val {self.cfg.loss} loss on {data.name} is {full_val:.3f}, "
+                f"above the target {self.cfg.target_loss:g}: no circuit of it can reach the "
+                f"target (use a target above {full_val:.3f}{other}, or a better-trained "
+                "checkpoint)"
             )
+        training = self.train_masks(data)
+        outcome = self.discretize(data, training, self.cfg.target_loss, full_val)
+        outcome.seconds["total"] = time.perf_counter() - t0
+        return outcome
+
+    def train_masks(self, data: TaskData) -> MaskTraining:
+        """The mask optimisation alone. It does not depend on the target loss, so one run
+        serves every target (`discretize` per target)."""
         with tqdm(
-            total=cfg.steps, desc=f"prune {data.name}", disable=not self.progress, leave=False
-        ) as bar:
+            total=self.cfg.steps, desc=f"prune {data.name}", disable=not self.progress,
+            leave=False,
+        ) as bar:  # fmt: skip
 
             def report(step: int, loss: float, kept: int) -> None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.3f}", nodes=kept, refresh=False)
 
-            training = train_masks(self.model, self.layout, self.ablation, data.train, cfg, report)
-        seconds["train_masks"] = training.seconds
+            return train_masks(self.model, self.layout, self.ablation, data.train, self.cfg, report)
 
+    def discretize(
+        self, data: TaskData, training: MaskTraining, target: float, full_val: float | None = None
+    ) -> PruneOutcome:
+        """Search k for `target` on val over the trained scores, then calibrate on train."""
+        seconds = {"train_masks": training.seconds}
+        if full_val is None:
+            full_val = self.loss(data.val, None)
         t1 = time.perf_counter()
         tau = training.tau
         search = search_k(
             lambda k: self.loss(data.val, self.layout.top_units(tau, k)),
             self.layout.n_units,
-            cfg.target_loss,
+            target,
             start=int((tau > 0).sum()),
         )
         k = search.k if search.k is not None else search.best_k
@@ -233,13 +248,12 @@ class Pruner:
 
         t2 = time.perf_counter()
         scale, shift = fit_calibration(
-            self.logits(data.train, gates), data.train, cfg.calibration_steps, self.loss_fn
+            self.logits(data.train, gates), data.train, self.cfg.calibration_steps, self.loss_fn
         )
         val_logits = self.logits(data.val, gates)
         before = float(self.loss_fn(val_logits, data.val))
         after = float(self.loss_fn(calibrate_logits(val_logits, data.val, scale, shift), data.val))
         seconds["calibrate"] = time.perf_counter() - t2
-        seconds["total"] = time.perf_counter() - t0
         return PruneOutcome(
             training,
             search,

@@ -139,20 +139,29 @@ def _encoded_files(
 
 
 def _build(
-    corpus: Corpus, cfg: DataConfig, vocab_size: int, fp: str, out: Path, progress: bool
+    corpus: Corpus,
+    cfg: DataConfig,
+    vocab_size: int,
+    fp: str,
+    out: Path,
+    progress: bool,
+    tokenizer: Tokenizer | None = None,
 ) -> dict[str, Any]:
     """Write every output file into `out` and return the stats (also written as meta.json)."""
     start = time.perf_counter()
     groups, notes = assign_splits(corpus.files, cfg.val_fraction, cfg.test_fraction)
     train_texts = [f.text for f in groups["train"]]
     n_bytes = {s: sum(len(f.text.encode("utf-8")) for f in groups[s]) for s in SPLITS}
-    logger.info(
-        "data: training a %d-token BPE on %d train files (%.1f MB)",
-        vocab_size,
-        len(train_texts),
-        n_bytes["train"] / 1e6,
-    )
-    tok = train_tokenizer(train_texts, vocab_size)
+    if tokenizer is None:
+        logger.info(
+            "data: training a %d-token BPE on %d train files (%.1f MB)",
+            vocab_size,
+            len(train_texts),
+            n_bytes["train"] / 1e6,
+        )
+        tok = train_tokenizer(train_texts, vocab_size)
+    else:  # a copy: encoding below toggles a flag on the object
+        tok = Tokenizer.from_str(tokenizer.to_str())
     save_tokenizer(tok, out / TOKENIZER_FILE)
     eot = eot_id(tok)
 
@@ -183,7 +192,8 @@ def _build(
         "files": {s: len(groups[s]) for s in SPLITS},
         "bytes": n_bytes,
         "tokens": n_tokens,
-        "bpe_train_bytes": n_bytes["train"],
+        "bpe_train_bytes": n_bytes["train"] if tokenizer is None else 0,
+        "tokenizer": "trained" if tokenizer is None else "given",
         "split_fallbacks": notes,
         "tokenizers_version": tokenizers.__version__,
         "build_seconds": round(time.perf_counter() - start, 2),
@@ -242,8 +252,26 @@ def _remove_dead_builds(cache_root: Path) -> None:
             pass  # alive, owned by someone else
 
 
-def prepare_data(cfg: DataConfig, vocab_size: int, progress: bool = False) -> PreparedData:
-    """Build (or reuse) the tokenizer and token shards for `cfg`; see the module docstring."""
+def _reusable(root: Path) -> PreparedData | None:
+    """The complete prepared data in `root`, or None."""
+    if not root.exists():
+        return None
+    try:
+        return open_prepared(root)
+    except DataError:
+        return None
+
+
+def prepare_data(
+    cfg: DataConfig, vocab_size: int, progress: bool = False, tokenizer: Tokenizer | None = None
+) -> PreparedData:
+    """Build (or reuse) the tokenizer and token shards for `cfg`; see the module docstring.
+
+    With `tokenizer` (a checkpoint's own), the shards are encoded with it instead of a newly
+    trained BPE: a model then reads its corpus in its own token ids even where the corpus has
+    changed since training (another Python's standard library, say). The data the model was
+    trained on is reused when its tokenizer is that one.
+    """
     corpus = collect_corpus(cfg.sources, cfg.max_files)
     logger.info(
         "data: %d files from %s (%d skipped, %d duplicates)",
@@ -254,6 +282,13 @@ def prepare_data(cfg: DataConfig, vocab_size: int, progress: bool = False) -> Pr
     )
     fp = fingerprint(corpus, cfg, vocab_size)
     cache_root = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else default_cache_dir()
+    if tokenizer is not None:
+        own = _reusable(cache_root / fp)
+        wanted = tokenizer.to_str()
+        if own is not None and Tokenizer.from_file(str(own.tokenizer_path)).to_str() == wanted:
+            logger.info("data: reusing %s", own.root)
+            return own
+        fp = hashlib.sha256(f"{fp}\0{wanted}".encode()).hexdigest()
     root = cache_root / fp
 
     if root.exists():
@@ -277,7 +312,7 @@ def prepare_data(cfg: DataConfig, vocab_size: int, progress: bool = False) -> Pr
         )
     )
     try:
-        stats = _build(corpus, cfg, vocab_size, fp, tmp, progress)
+        stats = _build(corpus, cfg, vocab_size, fp, tmp, progress, tokenizer)
         try:
             os.rename(tmp, root)
         except OSError:

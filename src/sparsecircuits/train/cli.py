@@ -23,6 +23,7 @@ def train_command(
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a config key: section.key=value (repeatable).")] = None,
     device: Annotated[str | None, typer.Option(help="cpu or cuda (overrides train.device).")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    stop_below: Annotated[float | None, typer.Option(help="Stop at the first evaluation whose val loss is at or below this.")] = None,
 ) -> None:
     """Train a weight-sparse (or dense) GPT on Python code."""
     from sparsecircuits.train.trainer import train
@@ -33,7 +34,7 @@ def train_command(
     cfg = load_config(config, overrides)
     out = out or Path("runs") / Path(config).stem
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    result = train(cfg, out, resume=resume, progress=progress)
+    result = train(cfg, out, resume=resume, progress=progress, stop_below=stop_below)
     if int(os.environ.get("RANK", "0")) == 0:  # only rank 0 reports under torchrun
         print(f"val loss {result.val_loss:.4f} after {result.steps} steps")
         print(f"checkpoint: {result.checkpoint}")

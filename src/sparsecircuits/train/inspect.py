@@ -57,7 +57,7 @@ def inspect_model(loaded: Loaded, batches: int | None = None) -> ModelReport:
     cfg = loaded.config
     model = loaded.model
     device = next(model.parameters()).device
-    data = prepare_data(cfg.data, cfg.model.vocab_size)
+    data = prepare_data(cfg.data, cfg.model.vocab_size, tokenizer=loaded.tokenizer)
     val = TokenShard(data.shards["val"])
     if batches is not None:
         cfg = cfg.replace(**{"train.eval_batches": batches})

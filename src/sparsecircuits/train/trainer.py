@@ -177,8 +177,20 @@ def _check_out_dir(out_dir: Path, cfg: RunConfig, resume: bool) -> None:
             )
 
 
-def train(cfg: RunConfig, out_dir: str | Path, resume: bool = False, progress: bool = True) -> TrainResult:
-    """Train (or resume) a run in `out_dir`; returns where the final checkpoint is."""
+def train(
+    cfg: RunConfig,
+    out_dir: str | Path,
+    resume: bool = False,
+    progress: bool = True,
+    stop_below: float | None = None,
+) -> TrainResult:
+    """Train (or resume) a run in `out_dir`; returns where the final checkpoint is.
+
+    With `stop_below`, training ends (and checkpoints) at the first evaluation whose val loss
+    is at or below it, so a model can be stopped at a chosen loss (the sparse-vs-dense
+    experiment matches a dense model to a sparse one this way). The LR schedule still spans
+    `train.steps`.
+    """
     out_dir = Path(out_dir)
     t = cfg.train
     info = init_distributed(t.device)
@@ -225,11 +237,15 @@ def train(cfg: RunConfig, out_dir: str | Path, resume: bool = False, progress: b
         trainer_json = {"step": step, "world_size": info.world_size}
         meta = {"step": step, "val_loss": val_loss, "data": {"root": str(data.root), **data.stats},
                 "nonzeros": nonzeros(sparse)}
+        if stopped:
+            meta["stopped_below"] = stop_below
         return ckpt.write_checkpoint(out_dir / ckpt.CHECKPOINT_DIR, cfg, model.state_dict(),
                                      tokenizer.to_str(), meta, _optimizer_tensors(model, opt),
                                      trainer_json)
 
     final = out_dir / ckpt.CHECKPOINT_DIR
+    stopped = False
+    done = start
     for step in range(start, t.steps):
         net.train()
         fraction = schedule.weight_fraction(step, t.steps, cfg.sparsity)
@@ -263,22 +279,26 @@ def train(cfg: RunConfig, out_dir: str | Path, resume: bool = False, progress: b
         if done % t.eval_every == 0 or done == t.steps:
             val_loss = evaluate_loss(model, val_shard, cfg, device)
             record["val_loss"] = val_loss
+            stopped = stop_below is not None and val_loss <= stop_below
         metrics.write(record)
         bar.update(1)
         bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{record['tokens_per_s']:.0f}",
                         L0=proj.kept, val=f"{val_loss:.3f}")
         if done % 20 == 0:
             window_start, window_tokens = time.perf_counter(), 0
-        if (done % t.checkpoint_every == 0 or done == t.steps) and info.is_main:
+        if (done % t.checkpoint_every == 0 or done == t.steps or stopped) and info.is_main:
             final = save(done)
-        if info.world_size > 1 and done % t.checkpoint_every == 0:
+        if info.world_size > 1 and (done % t.checkpoint_every == 0 or stopped):
             dist.barrier()
+        if stopped:
+            log.info("val loss %.4f <= %.4f at step %d: stopping", val_loss, stop_below, done)
+            break
     bar.close()
     if start >= t.steps and info.is_main:
         val_loss = evaluate_loss(model, val_shard, cfg, device)
     if info.world_size > 1:
         dist.barrier()
-    return TrainResult(checkpoint=final, val_loss=val_loss, steps=t.steps)
+    return TrainResult(checkpoint=final, val_loss=val_loss, steps=done)
 
 
 def _prepare_data_once(cfg: RunConfig, info: DistInfo) -> PreparedData:

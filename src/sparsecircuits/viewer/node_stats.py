@@ -116,7 +116,8 @@ def val_tokens(loaded: Loaded, n_windows: int) -> Tensor:
         except DataError as exc:
             logger.info("viewer: recorded data dir unusable (%s); preparing again", exc)
     if prepared is None:
-        prepared = prepare_data(loaded.config.data, loaded.config.model.vocab_size)
+        prepared = prepare_data(loaded.config.data, loaded.config.model.vocab_size,
+                                tokenizer=loaded.tokenizer)
     shard = TokenShard(prepared.shards["val"])
     n_ctx = loaded.config.model.n_ctx
     if len(shard) < n_ctx:

@@ -24,6 +24,8 @@ def figure2(results: dict, path: Path) -> Path:
             if pts:
                 ax.plot([p["target"] for p in pts], [max(p["edges"], 1) for p in pts],
                         color=color, alpha=0.3, lw=1, marker=".")  # fmt: skip
+                ax.annotate(task, (pts[0]["target"], max(pts[0]["edges"], 1)), fontsize=6,
+                            color=color, alpha=0.7, xytext=(3, 2), textcoords="offset points")  # fmt: skip
         mean = [(float(t), row[model]) for t, row in results["summary"].items()
                 if not math.isnan(row[model])]  # fmt: skip
         if mean:

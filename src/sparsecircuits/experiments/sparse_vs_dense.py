@@ -181,7 +181,7 @@ def table_markdown(results: dict) -> str:
     targets = results["targets"]
     by = {(m, p["task"], p["target"]): p for m, pts in results["points"].items() for p in pts}
     head = "| task | dense loss | sparse loss | " + " | ".join(
-        f"edges @{t:g} sparse / dense" for t in targets) + " |"  # fmt: skip
+        f"edges @{t:g} sparse / dense (ratio)" for t in targets) + " |"  # fmt: skip
     lines = [head, "|" + "---|" * (3 + len(targets))]
     for row in results["tasks"]:
         if "full_loss" not in row or not row["pruned"]:
@@ -189,7 +189,10 @@ def table_markdown(results: dict) -> str:
         cells = []
         for t in targets:
             s, d = by.get(("sparse", row["task"], t)), by.get(("dense", row["task"], t))
-            cells.append(f"{_edges(s)} / {_edges(d)}")
+            ratio = ""
+            if s and d and s["reached"] and d["reached"]:
+                ratio = f" ({max(d['edges'], 1) / max(s['edges'], 1):.3g}x)"
+            cells.append(f"{_edges(s)} / {_edges(d)}{ratio}")
         lines.append(f"| {row['task']} | {_fmt(row['full_loss']['dense'])} | "
                      f"{_fmt(row['full_loss']['sparse'])} | " + " | ".join(cells) + " |")  # fmt: skip
     for key, label in (("sparse", "geomean sparse"), ("dense", "geomean dense"),

@@ -171,9 +171,9 @@ def _jsonable(x):
     raise TypeError(f"not JSON serialisable: {type(x).__name__}")
 
 
-def _fmt(x: float, digits: int = 3, style: str = "f") -> str:
+def _fmt(x: float, spec: str = ".3f") -> str:
     missing = x is None or (isinstance(x, float) and math.isnan(x))
-    return "-" if missing else f"{x:.{digits}{style}}"
+    return "-" if missing else format(x, spec)
 
 
 def table_markdown(results: dict) -> str:
@@ -197,8 +197,8 @@ def table_markdown(results: dict) -> str:
                      f"{_fmt(row['full_loss']['sparse'])} | " + " | ".join(cells) + " |")  # fmt: skip
     for key, label in (("sparse", "geomean sparse"), ("dense", "geomean dense"),
                        ("ratio", "dense / sparse")):  # fmt: skip
-        cells = [_fmt(results["summary"].get(str(t), {}).get(key, math.nan), 3, "g")
-                 for t in targets]  # fmt: skip
+        values = [results["summary"].get(str(t), {}).get(key, math.nan) for t in targets]
+        cells = [_fmt(v, ".3g" if key == "ratio" else ",.1f") for v in values]
         lines.append(f"| **{label}** | | | " + " | ".join(cells) + " |")
     skipped = [r["task"] for r in results["tasks"] if r.get("full_loss") and not r["pruned"]]
     m = results["models"]

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from sparsecircuits.checkpoint import Loaded
 from sparsecircuits.circuits.config import PruneConfig
@@ -92,7 +94,7 @@ class CircuitSizer:
         if cache is not None:
             cache.parent.mkdir(parents=True, exist_ok=True)
             tmp = cache.with_suffix(".json.tmp")
-            tmp.write_text(json.dumps({"key": key, "points": point_dicts(points)}, indent=1))
+            tmp.write_text(json_text({"key": key, "points": point_dicts(points)}))
             tmp.replace(cache)
         return points
 
@@ -125,3 +127,18 @@ def geomean_edges(points: list[SizePoint], tasks: list[str], target: float) -> f
 
 def point_dicts(points: list[SizePoint]) -> list[dict]:
     return [asdict(p) for p in points]
+
+
+def json_text(doc: Any) -> str:
+    """`doc` as strict JSON: NaN (a mean over no tasks, a missed loss) becomes null."""
+
+    def clean(x: Any) -> Any:
+        if isinstance(x, float) and not math.isfinite(x):
+            return None
+        if isinstance(x, dict):
+            return {k: clean(v) for k, v in x.items()}
+        if isinstance(x, list | tuple):
+            return [clean(v) for v in x]
+        return x
+
+    return json.dumps(clean(doc), indent=1, allow_nan=False) + "\n"

@@ -15,7 +15,6 @@ average the same tasks; how many tasks each model reached is reported beside it.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from sparsecircuits.experiments.circuit_sizes import (
     CircuitSizer,
     SizePoint,
     geomean_edges,
+    json_text,
     load_tasks,
     point_dicts,
 )
@@ -112,7 +112,7 @@ def _write(exp: Frontier, models: list[dict], points: dict[str, list[SizePoint]]
     }
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / "results.json.tmp"
-    tmp.write_text(json.dumps(results, indent=1) + "\n")
+    tmp.write_text(json_text(results))
     tmp.replace(out / "results.json")
     (out / "table.md").write_text(_table(results))
     figure3(results, out / "figure3.png")

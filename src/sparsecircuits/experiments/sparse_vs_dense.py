@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from sparsecircuits.experiments.circuit_sizes import (
     CircuitSizer,
     SizePoint,
     geomean_edges,
+    json_text,
     load_tasks,
     point_dicts,
 )
@@ -160,15 +160,11 @@ def _summarise(results: dict, points: dict[str, list[SizePoint]], exp: SparseVsD
 def write_results(results: dict, out: Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / "results.json.tmp"
-    tmp.write_text(json.dumps(results, indent=1, default=_jsonable) + "\n")
+    tmp.write_text(json_text(results))
     tmp.replace(out / "results.json")
     (out / "table.md").write_text(table_markdown(results))
     figure2(results, out / "figure2.png")
     return results
-
-
-def _jsonable(x):
-    raise TypeError(f"not JSON serialisable: {type(x).__name__}")
 
 
 def _fmt(x: float, spec: str = ".3f") -> str:

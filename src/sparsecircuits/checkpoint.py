@@ -30,6 +30,7 @@ from tokenizers import Tokenizer
 
 from sparsecircuits.config import RunConfig, config_from_dict
 from sparsecircuits.errors import CheckpointError, ConfigError
+from sparsecircuits.fileformat import read_versioned_json
 from sparsecircuits.model.gpt import GPT
 
 FORMAT = "sparsecircuits.checkpoint"
@@ -82,18 +83,8 @@ def _recover(p: Path) -> None:
 
 
 def read_meta(path: Path) -> dict[str, Any]:
-    try:
-        meta = json.loads((path / "config.json").read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{path}/config.json is corrupt: {exc}") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a sparsecircuits checkpoint (config.json has no '{FORMAT}' marker)")
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(
-            f"{path} has checkpoint format version {meta.get('format_version')}, "
-            f"this sparsecircuits reads version {FORMAT_VERSION}"
-        )
-    return meta
+    return read_versioned_json(path / "config.json", FORMAT, FORMAT_VERSION, "checkpoint",
+                               CheckpointError, where=path)  # fmt: skip
 
 
 def read_config(path: Path) -> RunConfig:

@@ -38,6 +38,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from sparsecircuits.errors import CircuitError
+from sparsecircuits.fileformat import read_versioned_json
 
 FORMAT = "sparsecircuits.circuit"
 FORMAT_VERSION = 1
@@ -133,17 +134,7 @@ def load_circuit(path: str | Path) -> Circuit:
         p = p / JSON_NAME
     if not p.is_file():
         raise CircuitError(f"circuit file {path} does not exist")
-    try:
-        doc = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CircuitError(f"{p} is corrupt: {str(exc).splitlines()[0]}") from None
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise CircuitError(f"{p} is not a sparsecircuits circuit (no '{FORMAT}' marker)")
-    if doc.get("format_version") != FORMAT_VERSION:
-        raise CircuitError(
-            f"{p} has circuit format version {doc.get('format_version')}, "
-            f"this sparsecircuits reads version {FORMAT_VERSION}"
-        )
+    doc = read_versioned_json(p, FORMAT, FORMAT_VERSION, "circuit", CircuitError)
     names = {f.name for f in fields(Circuit)}
     required = {f.name for f in fields(Circuit) if f.name != "tensors"}
     missing = sorted(required - set(doc))

@@ -92,10 +92,7 @@ class CircuitSizer:
                 pass  # unreadable or stale: prune again and overwrite it
         points = self._prune(data, targets)
         if cache is not None:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_suffix(".json.tmp")
-            tmp.write_text(json_text({"key": key, "points": point_dicts(points)}))
-            tmp.replace(cache)
+            write_json(cache, {"key": key, "points": point_dicts(points)})
         return points
 
     def _prune(self, data: TaskData, targets: list[float]) -> list[SizePoint]:
@@ -129,8 +126,8 @@ def point_dicts(points: list[SizePoint]) -> list[dict]:
     return [asdict(p) for p in points]
 
 
-def json_text(doc: Any) -> str:
-    """`doc` as strict JSON: NaN (a mean over no tasks, a missed loss) becomes null."""
+def write_json(path: Path, doc: Any) -> None:
+    """Write `doc` atomically as strict JSON: NaN (a mean over no tasks) becomes null."""
 
     def clean(x: Any) -> Any:
         if isinstance(x, float) and not math.isfinite(x):
@@ -141,4 +138,7 @@ def json_text(doc: Any) -> str:
             return [clean(v) for v in x]
         return x
 
-    return json.dumps(clean(doc), indent=1, allow_nan=False) + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.tmp")
+    tmp.write_text(json.dumps(clean(doc), indent=1, allow_nan=False) + "\n")
+    tmp.replace(path)

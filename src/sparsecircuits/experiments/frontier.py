@@ -29,9 +29,9 @@ from sparsecircuits.experiments.circuit_sizes import (
     CircuitSizer,
     SizePoint,
     geomean_edges,
-    json_text,
     load_tasks,
     point_dicts,
+    write_json,
 )
 from sparsecircuits.experiments.plots import figure3
 from sparsecircuits.experiments.runs import train_or_reuse
@@ -110,10 +110,7 @@ def _write(exp: Frontier, models: list[dict], points: dict[str, list[SizePoint]]
         "models": models,
         "points": {name: point_dicts(p) for name, p in points.items()},
     }
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / "results.json.tmp"
-    tmp.write_text(json_text(results))
-    tmp.replace(out / "results.json")
+    write_json(out / "results.json", results)
     (out / "table.md").write_text(_table(results))
     figure3(results, out / "figure3.png")
     return results

@@ -37,13 +37,7 @@ def figure2(results: dict, path: Path) -> Path:
     ax.set_xlabel(f"target {results['prune']['loss']} task loss of the circuit (val)")
     ax.set_ylabel("circuit edges")
     ax.set_title("Circuit size at equal pretraining loss: weight-sparse vs dense")
-    ax.grid(True, which="both", alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, ax, path)
 
 
 def figure3(results: dict, path: Path) -> Path:
@@ -61,6 +55,11 @@ def figure3(results: dict, path: Path) -> Path:
     ax.set_xlabel(f"geometric mean of circuit edges (target {results['target']:g})")
     ax.set_ylabel("pretraining val loss (nats/token)")
     ax.set_title("Capability vs interpretability: weight L0 and width")
+    return _save(fig, ax, path)
+
+
+def _save(fig, ax, path: Path) -> Path:
+    """Grid, legend (if anything is labelled), PNG, and free the figure."""
     ax.grid(True, which="both", alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)

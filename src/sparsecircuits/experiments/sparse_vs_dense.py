@@ -28,9 +28,9 @@ from sparsecircuits.experiments.circuit_sizes import (
     CircuitSizer,
     SizePoint,
     geomean_edges,
-    json_text,
     load_tasks,
     point_dicts,
+    write_json,
 )
 from sparsecircuits.experiments.plots import figure2
 from sparsecircuits.experiments.runs import TrainedModel, train_or_reuse
@@ -158,10 +158,7 @@ def _summarise(results: dict, points: dict[str, list[SizePoint]], exp: SparseVsD
 
 
 def write_results(results: dict, out: Path) -> dict:
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / "results.json.tmp"
-    tmp.write_text(json_text(results))
-    tmp.replace(out / "results.json")
+    write_json(out / "results.json", results)
     (out / "table.md").write_text(table_markdown(results))
     figure2(results, out / "figure2.png")
     return results

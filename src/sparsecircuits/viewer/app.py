@@ -102,21 +102,17 @@ def create_app(workspace: Workspace) -> FastAPI:
     app = FastAPI(title="sparsecircuits viewer", docs_url=None, redoc_url=None, openapi_url=None)
     ws = workspace
 
-    @app.exception_handler(PathOutsideError)
-    async def _outside(_: Request, exc: PathOutsideError) -> JSONResponse:
-        return _error(403, str(exc))
+    # The most specific class wins (handlers are looked up along the exception's MRO), so
+    # every other user error is a 400.
+    statuses = {PathOutsideError: 403, NotFoundError: 404, UnknownNodeError: 404,
+                SparseCircuitsError: 400}  # fmt: skip
 
-    @app.exception_handler(NotFoundError)
-    async def _missing(_: Request, exc: NotFoundError) -> JSONResponse:
-        return _error(404, str(exc))
+    async def _user_error(_: Request, exc: Exception) -> JSONResponse:
+        status = next(code for cls, code in statuses.items() if isinstance(exc, cls))
+        return _error(status, str(exc))
 
-    @app.exception_handler(UnknownNodeError)
-    async def _unknown_node(_: Request, exc: UnknownNodeError) -> JSONResponse:
-        return _error(404, str(exc))
-
-    @app.exception_handler(SparseCircuitsError)
-    async def _user_error(_: Request, exc: SparseCircuitsError) -> JSONResponse:
-        return _error(400, str(exc))
+    for cls in statuses:
+        app.add_exception_handler(cls, _user_error)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -65,10 +65,13 @@ class CircuitSizer:
                  progress: bool = False):  # fmt: skip
         self.ctx = CircuitContext(loaded, cfg, cache_dir)
         self.pruner = Pruner(loaded.model, self.ctx.ablation(), cfg, progress)
+        self._full: dict[str, float] = {}
 
     def full_loss(self, data: TaskData) -> float:
         """The whole model's val loss on the task (the loss the pruning config names)."""
-        return self.pruner.loss(data.val, None)
+        if data.name not in self._full:  # asked when choosing tasks, again when pruning
+            self._full[data.name] = self.pruner.loss(data.val, None)
+        return self._full[data.name]
 
     def sizes(
         self, data: TaskData, targets: list[float], cache_dir: Path | None = None

@@ -42,7 +42,7 @@ else
 fi
 "$SC" report "$CIRCUIT" --out "circuits/$NAME/$TASK.html"
 echo
-echo "model:   $ROOT/$MODEL"
-echo "circuit: $ROOT/$CIRCUIT"
-echo "report:  open $ROOT/circuits/$NAME/$TASK.html in a browser"
+echo "model:   $MODEL"
+echo "circuit: $CIRCUIT"
+echo "report:  open circuits/$NAME/$TASK.html in a browser"
 echo "viewer:  .venv/bin/sparsecircuits serve --artifacts .   then open http://127.0.0.1:8765"

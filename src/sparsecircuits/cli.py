@@ -10,10 +10,12 @@ import sys
 
 import typer
 
+from sparsecircuits.clihelp import PlainHelpGroup
 from sparsecircuits.errors import SparseCircuitsError
 
 app = typer.Typer(
     name="sparsecircuits",
+    cls=PlainHelpGroup,  # conventional help for every subcommand (see clihelp.py)
     help="Weight-sparse transformers on Python code, and the circuits inside them.",
     no_args_is_help=True,
     add_completion=False,
@@ -25,6 +27,7 @@ def _mount() -> None:
     # Imported inside a function so that importing this module stays cheap.
     from sparsecircuits.circuits import cli as circuits_cli
     from sparsecircuits.experiments import cli as experiments_cli
+    from sparsecircuits.sae import cli as sae_cli
     from sparsecircuits.tasks import cli as tasks_cli
     from sparsecircuits.train import cli as train_cli
     from sparsecircuits.viewer import cli as viewer_cli
@@ -34,6 +37,7 @@ def _mount() -> None:
     circuits_cli.register(app)
     viewer_cli.register(app)
     experiments_cli.register(app)
+    app.add_typer(sae_cli.app, name="sae")
 
 
 def main() -> None:

@@ -23,3 +23,11 @@ class TaskError(SparseCircuitsError):
 
 class CircuitError(SparseCircuitsError):
     """A pruning request or circuit file that cannot be used."""
+
+
+class TrainingError(SparseCircuitsError):
+    """A training run that cannot go on (its loss or weights stopped being finite numbers)."""
+
+
+class SAEError(SparseCircuitsError):
+    """A sparse-autoencoder request or SAE file that cannot be used (wrong model, corrupt...)."""

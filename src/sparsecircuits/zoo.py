@@ -13,9 +13,8 @@ measured on the exported copy itself, not copied from the run.
 
 from __future__ import annotations
 
-import json
+import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import torch
@@ -24,8 +23,15 @@ from sparsecircuits import checkpoint as ckpt
 from sparsecircuits.data.prepare import prepare_data
 from sparsecircuits.data.shards import TokenShard
 from sparsecircuits.errors import CheckpointError
-from sparsecircuits.tasks.cli import results_table
-from sparsecircuits.tasks.evaluate import evaluate_tasks
+from sparsecircuits.fileformat import (
+    atomic_write_bytes,
+    atomic_write_text,
+    check_writable_dir,
+    remove_stale_temp_dirs,
+    temp_dir,
+    write_json,
+)
+from sparsecircuits.tasks.evaluate import evaluate_tasks, results_table
 from sparsecircuits.tasks.registry import all_tasks
 from sparsecircuits.train.trainer import METRICS_FILE, evaluate_loss
 
@@ -50,9 +56,16 @@ def compact_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def export_model(run: Path, out: Path, command: str, tasks: bool = True) -> Path:
-    """Write `out` (a new directory) from the run or checkpoint `run`; returns CARD.md."""
-    if out.exists():
+    """Write `out` (a new directory) from the run or checkpoint `run`; returns CARD.md.
+
+    `out` appears whole or not at all: it is built in a temporary sibling (unique to this
+    process, deleted on any failure; one a killed export left is deleted by the next export
+    to the same name) and renamed into place.
+    """
+    out = Path(out)
+    if out.exists() or out.is_symlink():
         raise CheckpointError(f"{out} already exists; the zoo never overwrites a model")
+    check_writable_dir(out.parent, "--out's parent directory", CheckpointError)
     src = ckpt.resolve(run)
     run_dir = src.parent if src.name == ckpt.CHECKPOINT_DIR else src
     loaded = ckpt.load_checkpoint(src)
@@ -61,8 +74,8 @@ def export_model(run: Path, out: Path, command: str, tasks: bool = True) -> Path
     state = compact_state(loaded.model.state_dict())
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it private; a zoo model is meant to be shared
+    remove_stale_temp_dirs(out.parent, out.name)
+    tmp = temp_dir(out.parent, out.name)
     try:
         extra = {k: v for k, v in meta.items() if k not in ("format", "format_version", "run_config")}
         extra["exported_from"] = str(run)
@@ -73,11 +86,16 @@ def export_model(run: Path, out: Path, command: str, tasks: bool = True) -> Path
             raise CheckpointError(f"{run}: exported weights take {size / 2**20:.1f} MiB, over "
                                   f"the zoo's {SIZE_LIMIT / 2**20:.0f} MiB")  # fmt: skip
         if (run_dir / METRICS_FILE).is_file():
-            shutil.copy(run_dir / METRICS_FILE, tmp / METRICS_FILE)
+            atomic_write_bytes(tmp / METRICS_FILE, (run_dir / METRICS_FILE).read_bytes())
         exported = ckpt.load_checkpoint(tmp)
         card = model_card(out.name, exported, meta, command, size, tasks)
-        (tmp / "CARD.md").write_text(card)
-        tmp.rename(out)
+        atomic_write_text(tmp / "CARD.md", card)
+        if out.exists() or out.is_symlink():  # another export finished first
+            raise CheckpointError(f"{out} already exists; the zoo never overwrites a model")
+        try:
+            os.rename(tmp, out)
+        except OSError as exc:
+            raise CheckpointError(f"cannot create {out}: {exc.strerror or exc}") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -113,7 +131,7 @@ def model_card(name: str, exported: ckpt.Loaded, meta: dict, command: str, size:
         f"{steps * cfg.train.batch_size * m.n_ctx:,} tokens"
         + (f" (stopped at val loss <= {meta['stopped_below']:.4f})" if "stopped_below" in meta
            else "") + " |",  # fmt: skip
-        f"| val loss at save (float32) | {meta.get('val_loss', float('nan')):.4f} |",
+        f"| val loss at save (float32) | {_loss(meta.get('val_loss'))} |",
         f"| val loss of this copy | {val:.4f} ({cfg.train.eval_batches} eval batches) |",
         f"| file | model.safetensors, {size / 2**20:.1f} MiB (" + ", ".join(
             f"{n} {d}" for d, n in sorted(_dtype_counts(exported.path).items())) + ") |",
@@ -124,11 +142,14 @@ def model_card(name: str, exported: ckpt.Loaded, meta: dict, command: str, size:
                                  n_ctx=m.n_ctx)  # fmt: skip
         lines += ["## Tasks (val split of each task)", "", "```",
                   results_table(results), "```", ""]  # fmt: skip
-        (exported.path.parent / "tasks.json").write_text(
-            json.dumps({"split": "val", "results": [r.to_dict() for r in results]}, indent=1)
-            + "\n"
-        )
+        write_json(exported.path.parent / "tasks.json",
+                   {"split": "val", "results": [r.to_dict() for r in results]})  # fmt: skip
     return "\n".join(lines)
+
+
+def _loss(value: object) -> str:
+    """A loss from config.json for the card (null when none was measured before the save)."""
+    return f"{value:.4f}" if isinstance(value, int | float) else "-"
 
 
 def _dtype_counts(checkpoint: Path) -> dict[str, int]:

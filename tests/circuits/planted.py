@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from sparsecircuits.circuits.pruner import TaskData
+from sparsecircuits.circuits.task_data import TaskData
 from sparsecircuits.config import ModelConfig
 from sparsecircuits.model.gpt import GPT
 from sparsecircuits.tasks.encoding import TaskBatch

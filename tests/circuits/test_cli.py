@@ -3,7 +3,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from sparsecircuits.circuits.circuit_file import load_circuit
+from sparsecircuits.circuits.circuit_file import load_circuit, load_circuit_tensors
 from sparsecircuits.circuits.cli import print_table, register
 from sparsecircuits.circuits.pipeline import geometric_mean
 from sparsecircuits.errors import CircuitError, TaskError
@@ -51,7 +51,9 @@ def test_prune_writes_a_validated_circuit(tiny_run, bracket_task, tmp_path):
     assert c.losses["val_before_calibration"] <= 50
     assert [ctl["name"] for ctl in c.validation["controls"]] == ["random_weights", "nonsense_task"]
     assert c.baseline is not None and c.hyperparameters["steps"] == 6
-    assert (out / "bracket" / "circuit.safetensors").is_file()
+    tensors = load_circuit_tensors(c)  # the sidecar, checked against the json's sha256
+    assert {"mask_scores", "unit_gates", "attribution_scores"} <= set(tensors)
+    assert any(name.startswith("mean.") for name in tensors)  # the ablation means
     assert list((tmp_path / "means").glob("*.safetensors"))  # means cached outside the run
     assert not list((tiny_run / "checkpoint").glob("*mean*"))
 

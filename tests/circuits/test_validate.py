@@ -1,6 +1,6 @@
 import torch
 
-from sparsecircuits.circuits.pruner import nonsense_task
+from sparsecircuits.circuits.task_data import nonsense_task
 from sparsecircuits.circuits.validate import shuffled_model
 from sparsecircuits.config import ModelConfig
 from sparsecircuits.model.gpt import GPT

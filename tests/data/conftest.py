@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from sparsecircuits.data.corpus import stdlib_dir
+from tests.conftest import TEST_CORPUS
 
-# Real standard-library modules (present in every CPython >= 3.11), copied so that tests
-# control the tree and can change files without touching the interpreter's own copy.
+# Real standard-library modules, taken from the committed test corpus (not from the running
+# interpreter, whose copies differ between builds) and copied so that tests control the tree.
 STDLIB_SAMPLE = (
     "abc.py",
     "bisect.py",
@@ -39,7 +39,7 @@ def copy_stdlib_sample(dest: Path, names: tuple[str, ...] = STDLIB_SAMPLE) -> Pa
     for name in names:
         target = dest / name
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(stdlib_dir() / name, target)
+        shutil.copyfile(TEST_CORPUS / name, target)
     return dest
 
 
@@ -52,4 +52,4 @@ def py_tree(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def sample_texts() -> list[str]:
     """The texts of the sample files, for tokenizer training."""
-    return [(stdlib_dir() / name).read_text(encoding="utf-8") for name in STDLIB_SAMPLE]
+    return [(TEST_CORPUS / name).read_text(encoding="utf-8") for name in STDLIB_SAMPLE]

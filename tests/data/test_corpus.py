@@ -138,7 +138,10 @@ def test_split_fractions_and_stability_of_test(tmp_path):
     assert all(split_of(p, 0.0, 0.0) == "train" for p in paths[:100])
 
 
+@pytest.mark.stdlib
 def test_default_corpus_is_the_stdlib_without_site_packages():
+    """Reads the machine's real standard library (it is what the default means) and asserts
+    only what holds for any Python 3.11.x: which files it has differs between builds."""
     root = stdlib_dir()
     assert (root / "os.py").is_file()
     corpus = collect_corpus(max_files=25)

@@ -17,6 +17,7 @@ from sparsecircuits.experiments.circuit_sizes import SizePoint, geomean_edges
 from sparsecircuits.experiments.frontier import Frontier, run_frontier
 from sparsecircuits.experiments.runs import train_or_reuse
 from sparsecircuits.experiments.sparse_vs_dense import SparseVsDense, run_sparse_vs_dense
+from tests.conftest import TEST_DATA, TINY_THREADS
 
 TASKS = ("single_double_quote", "for_while")
 SMALL_PRUNE = PruneConfig(loss="two_way", steps=15, train_size=48, val_size=32, test_size=32,
@@ -24,10 +25,15 @@ SMALL_PRUNE = PruneConfig(loss="two_way", steps=15, train_size=48, val_size=32, 
 PNG = b"\x89PNG"
 
 
+def tiny_overrides(data_cache) -> dict:
+    """The tiny preset on the test corpus, at tiny_config's pinned thread count."""
+    return {"data.cache_dir": str(data_cache), "train.threads": TINY_THREADS, **TEST_DATA}
+
+
 @pytest.fixture(scope="module")
 def svd(data_cache, tmp_path_factory):
     out = tmp_path_factory.mktemp("svd")
-    exp = SparseVsDense(config="tiny", overrides={"data.cache_dir": str(data_cache)},
+    exp = SparseVsDense(config="tiny", overrides=tiny_overrides(data_cache),
                         tasks=TASKS, targets=(5.0, 0.7), capable_loss=10.0, prune=SMALL_PRUNE,
                         tolerance=0.5, match_every=5)  # fmt: skip
     return exp, out, run_sparse_vs_dense(exp, out, progress=False)
@@ -116,8 +122,9 @@ def test_geomean_needs_every_task_to_reach_the_target():
 
 
 def test_frontier_trains_each_width_and_fraction_and_plots(data_cache, tmp_path):
-    exp = Frontier(config="tiny", overrides={"data.cache_dir": str(data_cache)}, widths=(32, 48),
-                   fractions=(0.5,), tasks=TASKS, target=5.0, prune=SMALL_PRUNE)  # fmt: skip
+    exp = Frontier(config="tiny", overrides=tiny_overrides(data_cache),
+                   widths=(32, 48), fractions=(0.5,), tasks=TASKS, target=5.0,
+                   prune=SMALL_PRUNE)  # fmt: skip
     results = run_frontier(exp, tmp_path, progress=False)
     assert [m["name"] for m in results["models"]] == ["d32_f0.5", "d48_f0.5"]
     for m in results["models"]:

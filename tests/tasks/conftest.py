@@ -1,4 +1,4 @@
-"""Fixtures for the task suite: a real stdlib BPE, checked splits of every task, checkpoints."""
+"""Fixtures for the task suite: a real BPE of the test corpus, checked splits, checkpoints."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from sparsecircuits.data.corpus import collect_corpus
 from sparsecircuits.data.tokenizer import save_tokenizer, train_tokenizer
 from sparsecircuits.model.gpt import GPT
 from sparsecircuits.tasks import SplitSizes, TaskSplits, all_tasks
+from tests.conftest import TEST_CORPUS
 
 # Small splits for the per-task tests (even, so every split holds whole pairs).
 TEST_SIZES = SplitSizes(train=96, val=48, test=48)
@@ -22,9 +23,10 @@ ALL_TASK_NAMES = [t.name for t in all_tasks()]
 
 @pytest.fixture(scope="session")
 def tokenizer_path(tmp_path_factory) -> Path:
-    """The paper's tokenizer shape: byte-level BPE, vocab 2048, trained on 300 stdlib files
-    (a deterministic subset picked by path hash, test files included, like the real corpus)."""
-    corpus = collect_corpus(max_files=300)
+    """The paper's tokenizer shape: byte-level BPE, vocab 2048, trained on the committed test
+    corpus (178 stdlib files, test files included, like the real corpus). Every built-in task
+    is expressible in it with no example dropped (tests/corpus/README.md)."""
+    corpus = collect_corpus([str(TEST_CORPUS)])
     tok = train_tokenizer((f.text for f in corpus.files), vocab_size=2048)
     return save_tokenizer(tok, tmp_path_factory.mktemp("tok") / "tokenizer.json")
 
@@ -37,7 +39,7 @@ def tokenizer(tokenizer_path) -> Tokenizer:
 @pytest.fixture(scope="session")
 def small_tokenizer() -> Tokenizer:
     """A 300-token BPE: too small to express most tasks (their candidates are not tokens)."""
-    corpus = collect_corpus(max_files=20)
+    corpus = collect_corpus([str(TEST_CORPUS)], max_files=20)
     return train_tokenizer((f.text for f in corpus.files), vocab_size=300)
 
 

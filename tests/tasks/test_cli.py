@@ -98,6 +98,11 @@ def test_eval_reports_inexpressible_tasks_in_the_table(small_checkpoint, tmp_pat
         (["show", "for_while", "--n", "0"], "--n must be >= 1"),
         (["eval", "/nonexistent/ckpt", "--tasks", "for_while"], "does not exist"),
         (["eval", "/nonexistent/ckpt", "--tasks", "nope"], "unknown task 'nope'"),
+        (["show", "for_while", "--lines", "0"], "--lines must be >= 1"),
+        (["eval", "/nonexistent/ckpt", "--device", "foo"], "--device must be 'cpu', 'cuda'"),
+        (["eval", "/nonexistent/ckpt", "--device", "cuda:x"], "--device must be 'cpu', 'cuda'"),
+        (["eval", "/nonexistent/ckpt", "--batch-size", "0"], "--batch-size must be >= 1"),
+        (["eval", "/nonexistent/ckpt", "--n", "0"], "--n must be >= 1"),
     ],
 )
 def test_bad_input_raises_a_user_error(args, message):
@@ -116,3 +121,73 @@ def test_the_sparsecircuits_command_turns_a_user_error_into_one_line():
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: unknown task 'no_such_task'")
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def _write_lines(path, rows):
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+    return path
+
+
+def _quote_rows(n=12, **extra):
+    return [{"context": f'print("item {i}', "correct": '")', "wrong": "')", **extra}
+            for i in range(n)]  # fmt: skip
+
+
+def test_show_prints_a_user_task_metadata(tmp_path):
+    path = _write_lines(tmp_path / "ids.jsonl", _quote_rows(source="github", id=7))
+    result = runner.invoke(app, ["show", str(path), "--n", "1", "--split", "train"])
+    assert result.exit_code == 0, result.output
+    assert 'source "github"   id 7' in result.stdout
+
+
+def test_show_tokenizes_only_the_tail_of_a_huge_context(tmp_path, tokenizer_path):
+    from sparsecircuits.tasks.splits import split_of
+
+    big = "x = 1\n" * 400_000 + 'print("a'  # 2.4 MB: tokenized whole, it would cost ~1 GB
+    path = _write_lines(tmp_path / "big.jsonl",
+                        [{"context": big, "correct": '")', "wrong": "')"}, *_quote_rows(40)])
+    args = ["show", str(path), "--n", "40", "--split", split_of([big]),
+            "--tokenizer", str(tokenizer_path)]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "(399995 lines above)" in result.stdout
+    assert " tokens in its last 4096 characters, ending " in result.stdout
+
+
+SURROGATE = '{"context": "x \\ud800", "correct": "\\")", "wrong": "\')"}'
+
+
+@pytest.mark.parametrize("command", ["show", "eval"])
+def test_a_lone_surrogate_in_a_task_file_is_one_error_naming_the_line(
+    command, checkpoint, tmp_path
+):
+    path = _write_lines(tmp_path / "bad.jsonl", [*_quote_rows(3), SURROGATE, *_quote_rows(2)])
+    args = {"show": ["show", str(path), "--checkpoint", str(checkpoint)],
+            "eval": ["eval", str(checkpoint), "--tasks", str(path)]}[command]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert isinstance(result.exception, TaskError), result.output
+    assert str(result.exception) == (
+        f"{path}: line 4: holds a lone surrogate \\ud800, which is not valid Unicode text"
+    )
+
+
+def test_prune_reports_a_lone_surrogate_in_its_task_file(checkpoint, tmp_path):
+    from sparsecircuits.cli import _mount
+    from sparsecircuits.cli import app as main_app
+
+    if "prune" not in {c.name for c in main_app.registered_commands}:
+        _mount()
+    path = _write_lines(tmp_path / "bad.jsonl", [SURROGATE, *_quote_rows(3)])
+    result = runner.invoke(
+        main_app, ["prune", str(checkpoint), "--task", str(path), "--out", str(tmp_path / "out")]
+    )
+    assert isinstance(result.exception, TaskError), result.output
+    assert "line 1: holds a lone surrogate" in str(result.exception)
+
+
+def test_eval_refuses_a_task_line_too_long_to_be_one_example(checkpoint, tmp_path):
+    huge = {"context": "x = 1\n" * 800_000 + 'print("a', "correct": '")', "wrong": "')"}
+    path = _write_lines(tmp_path / "huge.jsonl", [*_quote_rows(5), huge])
+    result = runner.invoke(app, ["eval", str(checkpoint), "--tasks", str(path)])
+    assert isinstance(result.exception, TaskError), result.output
+    assert str(result.exception) == f"{path}: line 6 is longer than 4 MiB (one example per line)"

@@ -2,7 +2,9 @@ import torch
 
 from sparsecircuits.config import ModelConfig
 from sparsecircuits.model.gpt import GPT
+from sparsecircuits.model.roles import MATRIX
 from sparsecircuits.train.sparsity import (
+    SparseParam,
     keep_count,
     nonzeros,
     project_,
@@ -65,7 +67,7 @@ def test_min_j_protects_every_neuron_and_channel():
     w[:, 7] *= 1e-3  # and an input channel likewise
     model = torch.nn.Linear(32, 64)
     model.weight.data = w
-    params = [p for p in sparse_parameters(model) if p.name == "weight"]
+    params = [SparseParam("weight", model.weight, MATRIX.node_axes)]
     project_(params, 0.05, j=4)
     assert int((model.weight[5] != 0).sum()) >= 4
     assert int((model.weight[:, 7] != 0).sum()) >= 4
@@ -73,7 +75,7 @@ def test_min_j_protects_every_neuron_and_channel():
 
 def test_min_j_excess_is_reported_when_budget_is_too_small():
     model = torch.nn.Linear(32, 64, bias=False)
-    params = sparse_parameters(model)
+    params = [SparseParam("weight", model.weight, MATRIX.node_axes)]
     stats = project_(params, 0.01, j=4)  # 20 allowed, but 64 rows x 4 must stay
     assert stats.over_target["weight"] == int((model.weight != 0).sum()) - keep_count(2048, 0.01)
     assert (model.weight != 0).sum(1).min() >= 4

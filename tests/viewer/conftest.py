@@ -1,7 +1,7 @@
 """Fixtures for the viewer: an artifacts directory holding the tiny run and real circuits.
 
     <artifacts>/runs/tiny/checkpoint/                  the tiny model (copied from tiny_run)
-    <artifacts>/runs/tiny/circuits/handmade.json       a hand-built circuit (tests/viewer/handmade)
+    <artifacts>/runs/tiny/circuits/handmade/circuit.json  hand-built (tests/viewer/handmade.py)
     <artifacts>/circuits/tiny/<task>/circuit.json      found by the real pruner (+ sidecar)
 """
 
@@ -56,7 +56,7 @@ def tiny_checkpoint(artifacts) -> Path:
 @pytest.fixture(scope="session")
 def handmade(artifacts, tiny_checkpoint) -> Path:
     return handmade_circuit(tiny_checkpoint, TASK, artifacts / "runs" / "tiny" / "circuits"
-                            / "handmade.json")
+                            / "handmade")
 
 
 @pytest.fixture(scope="session")
@@ -70,7 +70,8 @@ def pruned(artifacts, tiny_checkpoint, tmp_path_factory) -> Path:
 def _prune(artifacts: Path, tiny_checkpoint: Path, tmp_path_factory) -> Path:
     from sparsecircuits.circuits.config import PruneConfig
     from sparsecircuits.circuits.pipeline import CircuitContext, find_circuit
-    from sparsecircuits.circuits.pruner import Pruner, load_task_data
+    from sparsecircuits.circuits.pruner import Pruner
+    from sparsecircuits.circuits.task_data import load_task_data
 
     loaded = load_checkpoint(tiny_checkpoint)
     cfg = PruneConfig(steps=30, batch_size=16, train_size=32, val_size=32, test_size=32,

@@ -6,12 +6,13 @@ every node exists in the model and every edge is a real nonzero weight between t
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
 from sparsecircuits.checkpoint import content_hash, load_checkpoint
+from sparsecircuits.circuits.circuit_file import Circuit
+from sparsecircuits.model.locations import node_kind, parse_node_name
 
 
 def _top(row: torch.Tensor, k: int) -> list[int]:
@@ -20,8 +21,9 @@ def _top(row: torch.Tensor, k: int) -> list[int]:
     return [int(i) for i in order if row[i] != 0]
 
 
-def handmade_circuit(checkpoint: Path, task: str, out: Path) -> Path:
-    """Write a circuit through layer-0 MLP and the last layer's attention + MLP."""
+def handmade_circuit(checkpoint: Path, task: str, out_dir: Path) -> Path:
+    """Write `out_dir/circuit.json`: a circuit through layer-0 MLP and the last layer's
+    attention + MLP."""
     loaded = load_checkpoint(checkpoint)
     model = loaded.model
     nodes: list[str] = []
@@ -76,19 +78,33 @@ def handmade_circuit(checkpoint: Path, task: str, out: Path) -> Path:
         read = f"{last}.attn.act_in.{channel}"
         add(read)
         links.append([w, read])
-    doc = {
-        "format": "sparsecircuits.circuit",
-        "format_version": 1,
-        "model": {"path": str(loaded.path), "content_hash": content_hash(loaded.path)},
-        "task": task,
-        "ablation": "mean",
-        "target_loss": 0.15,
-        "nodes": nodes,
-        "edges": edges,
-        "residual_links": links,
-        "counts": {"nodes": len(nodes), "edges": len(edges)},
-        "losses": {"val": 0.5, "test": 0.6},
-    }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(doc, indent=1) + "\n")
-    return out
+    return Circuit(
+        model={"path": str(loaded.path), "content_hash": content_hash(loaded.path),
+               "step": loaded.meta.get("step"), "config": {}},
+        task={"name": task, "description": "hand-built", "split_sizes": {}, "seed": 0,
+              "candidates": [], "n_truncated": 0},
+        ablation="mean",
+        target_loss=0.15,
+        nodes=[node_entry(n) for n in nodes],
+        edges=edges,
+        embed_edges=[],
+        unembed_edges=[],
+        residual_links=links,
+        counts={"nodes": len(nodes), "edges": len(edges)},
+        losses={"val": 0.5, "test": 0.6},
+        calibration={"scale": 1.0, "shift": 0.0, "shift_applies_to": "both candidate logits"},
+        validation={},
+        baseline=None,
+        search=None,
+        hyperparameters={},
+        training={},
+        wall_time_s={},
+    ).save(out_dir)  # no sidecar: the viewer takes the pruner's means for this model
+
+
+def node_entry(name: str) -> dict:
+    """A node as the pruner lists it (no mask score of its own: 1.0; no stored mean)."""
+    location, index = parse_node_name(name)
+    return {"name": name, "location": location, "index": index,
+            "layer": int(location.split(".")[0]), "kind": node_kind(location),
+            "mask_score": 1.0, "ablation_value": None}

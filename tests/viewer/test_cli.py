@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
 import sys
 
@@ -47,6 +49,15 @@ def test_steer_with_mean_ablation(tiny_checkpoint):
         (["--node", "0.mlp.post_act.5", "--ablate", "half", "--prompt", "x"], "'mean' or 'zero'"),
         (["--node", "9.mlp.post_act.5", "--scale", "2", "--prompt", "x"], "unknown node"),
         (["--node", "0.mlp.post_act.5", "--scale", "2", "--prompt", ""], "prompt"),
+        (["--node", "0.mlp.post_act.\u00b2", "--scale", "2", "--prompt", "x"], "not a node name"),
+        (["--node", "0.mlp.post_act.5", "--scale", "2", "--prompt", "x", "--seed",
+          "99999999999999999999999"], "seed"),
+        (["--node", "0.mlp.post_act.5", "--scale", "2", "--prompt", "x", "--top-k", "0"],
+         "top-k"),
+        (["--node", "0.mlp.post_act.5", "--scale", "2", "--prompt", "x", "--temperature",
+          "nan"], "temperature"),
+        (["--node", "0.mlp.post_act.5", "--scale", "2", "--prompt", "x", "--windows", "0"],
+         "--windows"),
     ],
 )
 def test_steer_rejects_bad_requests_with_a_user_error(tiny_checkpoint, args, message):
@@ -78,3 +89,57 @@ def test_serve_refuses_a_missing_artifacts_directory(tmp_path):
     result = runner.invoke(app, ["serve", "--artifacts", str(tmp_path / "no")])
     assert isinstance(result.exception, SparseCircuitsError)
     assert "does not exist" in str(result.exception)
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "sparsecircuits", *args], capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_report_onto_its_own_circuit_is_refused_and_the_circuit_kept(handmade, tmp_path):
+    circuit = tmp_path / "c" / "circuit.json"
+    circuit.parent.mkdir()
+    circuit.write_bytes(handmade.read_bytes())
+    proc = _run("report", str(circuit), "-o", str(circuit))
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1
+    assert circuit.read_bytes() == handmade.read_bytes()
+
+
+def test_report_onto_a_checkpoint_config_is_refused(handmade, tiny_checkpoint, tmp_path):
+    config = tmp_path / "run" / "checkpoint" / "config.json"
+    shutil.copytree(tiny_checkpoint, config.parent)
+    before = config.read_bytes()
+    result = runner.invoke(app, ["report", str(handmade), "-o", str(config)])
+    assert isinstance(result.exception, SparseCircuitsError)
+    assert "refusing to overwrite" in str(result.exception)
+    assert config.read_bytes() == before
+
+
+def test_report_into_a_directory_writes_the_circuit_name(handmade, tmp_path):
+    result = runner.invoke(app, ["report", str(handmade), "-o", str(tmp_path), "--windows", "2",
+                                 "--n", "4"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "handmade.html").is_file()
+    again = runner.invoke(app, ["report", str(handmade), "-o", str(tmp_path / "handmade.html"),
+                                "--windows", "2", "--n", "4"])
+    assert again.exit_code == 0, again.output  # an earlier report is replaced
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d["nodes"].append(dict(d["nodes"][0], name="0.mlp.post_act.\u00b2")), "node"),
+        (lambda d: d["calibration"].update(scale=1e300), "calibration.scale"),
+    ],
+)
+def test_report_of_a_damaged_circuit_is_one_line(handmade, tmp_path, change, message):
+    doc = json.loads(handmade.read_text())
+    change(doc)
+    circuit = tmp_path / "bad" / "circuit.json"
+    circuit.parent.mkdir()
+    circuit.write_text(json.dumps(doc))
+    proc = _run("report", str(circuit), "-o", str(tmp_path / "r.html"))
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1, proc.stderr
+    assert message in proc.stderr and not (tmp_path / "r.html").exists()

@@ -11,7 +11,6 @@ from sparsecircuits.model.hooks import Recorder, compose
 from sparsecircuits.viewer.interventions import (
     Intervention,
     build_hooks,
-    calibrate,
     circuit_hooks,
     parse_interventions,
 )
@@ -54,19 +53,10 @@ def test_circuit_hooks_keep_the_circuit_and_replace_the_rest(model):
     values = {loc: torch.full((w,), 0.5) for loc, w in model.location_width.items()}
     acts = recorded(model, circuit_hooks(model, ["0.mlp.post_act.4"], values))
     assert torch.all(acts[..., [i for i in range(128) if i != 4]] == 0.5)
+    assert not torch.all(acts[..., 4] == 0.5)  # the kept node keeps its own activation
     everything = [f"{loc}.{i}" for loc, w in model.location_width.items() for i in range(w)]
     with torch.no_grad():
         assert torch.equal(model(TOKENS, circuit_hooks(model, everything, values)), model(TOKENS))
-
-
-def test_calibration_scales_all_logits_and_shifts_the_two_candidates():
-    class Batch:
-        correct_id = torch.tensor([1, 2])
-        wrong_id = torch.tensor([3, 0])
-
-    logits = torch.arange(8.0).reshape(2, 4)
-    out = calibrate(logits, Batch(), 2.0, 0.5)
-    assert out.tolist() == [[0.0, 2.5, 4.0, 6.5], [8.5, 10.0, 12.5, 14.0]]
 
 
 @pytest.mark.parametrize(
@@ -85,6 +75,12 @@ def test_calibration_scales_all_logits_and_shifts_the_two_candidates():
 def test_bad_interventions_are_rejected(model, item, error, message):
     with pytest.raises(error, match=message):
         parse_interventions([item], model)
+
+
+def test_circuit_hooks_name_a_node_the_model_lacks(model):
+    values = {loc: torch.zeros(w) for loc, w in model.location_width.items()}
+    with pytest.raises(UnknownNodeError, match="128 nodes"):
+        circuit_hooks(model, ["0.mlp.post_act.999"], values)
 
 
 def test_mean_ablation_without_means_is_an_error(model):

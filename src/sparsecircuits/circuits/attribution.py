@@ -19,8 +19,8 @@ from torch import Tensor
 from sparsecircuits.circuits.ablation import Ablation
 from sparsecircuits.circuits.config import loss_function
 from sparsecircuits.circuits.forward import last_logits, length_chunks
+from sparsecircuits.circuits.mask_training import frozen
 from sparsecircuits.circuits.masks import MaskLayout
-from sparsecircuits.circuits.prune import frozen
 from sparsecircuits.model.gpt import GPT
 from sparsecircuits.model.hooks import Hook
 from sparsecircuits.tasks.encoding import TaskBatch

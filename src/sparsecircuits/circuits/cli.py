@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from pathlib import Path
@@ -10,17 +9,9 @@ from typing import Annotated
 
 import typer
 
+from sparsecircuits.config import parse_overrides
 from sparsecircuits.errors import CircuitError, TaskError
-
-
-def _parse_sets(sets: list[str] | None) -> dict:
-    from sparsecircuits.config import parse_override
-
-    out = {}
-    for text in sets or []:
-        key, value = parse_override(text)
-        out[key] = value
-    return out
+from sparsecircuits.fileformat import write_json
 
 
 def _default_out(checkpoint: Path) -> Path:
@@ -95,6 +86,7 @@ def prune_command(
     from sparsecircuits.checkpoint import load_checkpoint
     from sparsecircuits.circuits.config import PruneConfig
     from sparsecircuits.circuits.pipeline import CircuitContext, find_circuit, summary_row
+    from sparsecircuits.config import MAX_THREADS
     from sparsecircuits.tasks.registry import PAPER_TASKS, get_task
 
     if (task is None) == (not all_tasks):
@@ -108,16 +100,19 @@ def prune_command(
     }
     if steps is not None:
         changes["steps"] = steps
-    changes.update(_parse_sets(set_))
+    changes.update(parse_overrides(set_))
     cfg = PruneConfig().replace(**changes)
     if search < 0:
         raise CircuitError(f"--search must be >= 0, got {search}")
+    if not 0 <= threads <= MAX_THREADS:
+        raise CircuitError(f"--threads must be in [0, {MAX_THREADS}], got {threads}")
     tasks = [get_task(task)] if task is not None else [get_task(n) for n in PAPER_TASKS]
     if threads:
         torch.set_num_threads(threads)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    loaded = load_checkpoint(checkpoint, device=device)
     out = out or _default_out(checkpoint)
+    _check_outputs(out, [_safe(t.name) for t in tasks], summary=task is None)
+    loaded = load_checkpoint(checkpoint, device=device)
     ctx = CircuitContext(loaded, cfg, cache_dir)
     single = task is not None
     controls = single if controls is None else controls
@@ -140,8 +135,7 @@ def prune_command(
         circuit.save(out / _safe(t.name), tensors)
         rows.append(summary_row(circuit))
     print_table(rows)
-    (out / "summary.json").parent.mkdir(parents=True, exist_ok=True)
-    (out / "summary.json").write_text(json.dumps(rows, indent=1, default=_nan_none) + "\n")
+    write_json(out / "summary.json", rows)  # strict JSON: a NaN loss is written as null
     print(f"\nwrote {out}/<task>/circuit.json and {out}/summary.json")
 
 
@@ -149,8 +143,15 @@ def _safe(name: str) -> str:
     return Path(name).stem if name.endswith(".jsonl") else name
 
 
-def _nan_none(value):
-    return None
+def _check_outputs(out: Path, task_dirs: list[str], summary: bool) -> None:
+    """Refuse outputs that cannot be written now, before minutes of pruning, not after."""
+    from sparsecircuits.fileformat import check_writable_dir
+
+    check_writable_dir(out, "--out", CircuitError)
+    for name in task_dirs:
+        check_writable_dir(out / name, "circuit directory", CircuitError)
+    if summary and (out / "summary.json").is_dir():
+        raise CircuitError(f"{out / 'summary.json'} is a directory; choose another --out")
 
 
 def _f(x, digits: int = 3) -> str:

@@ -1,4 +1,4 @@
-"""From learned mask scores to one circuit: search on k, then calibrate (PAPER_NOTES §6).
+"""From learned mask scores to one circuit: search on k, then calibrate (docs/method.md §6).
 
 Search: units are ranked by score (mask parameter tau, or an attribution); keeping the top k
 gives a circuit whose val task loss is `loss_at(k)`. The smallest k reaching the target is

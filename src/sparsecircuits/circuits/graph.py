@@ -1,6 +1,6 @@
 """A circuit as a graph: which weights connect its nodes, and how many edges it has.
 
-Edge rule (PAPER_NOTES §5: "an edge is a nonzero weight entry connecting two nodes"):
+Edge rule (docs/method.md §5: "an edge is a nonzero weight entry connecting two nodes"):
 
 - **edges** (the headline, comparable with the paper's counts): nonzero entries W[o, i] of a
   weight matrix whose input node i and output node o are both in the circuit. Per layer L:
@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from sparsecircuits.model.hooks import parse_node
+from sparsecircuits.model.locations import parse_node
 
 Edge = tuple[str, str, float]
 """(source node, target node, weight)."""

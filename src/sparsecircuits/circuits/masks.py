@@ -1,4 +1,4 @@
-"""Node masks (PAPER_NOTES §6): one parameter tau per mask unit, gate = Heaviside(tau).
+"""Node masks (docs/method.md §6): one parameter tau per mask unit, gate = Heaviside(tau).
 
     gate_u = 1[tau_u > 0]                              forward: a hard 0/1 gate
     d gate_u / d tau_u := sigmoid'(tau_u / T) / T      backward: straight-through surrogate
@@ -13,16 +13,13 @@ order; `MaskLayout` maps them to nodes and back.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from sparsecircuits.model.hooks import Hook, parse_node
-
-# Sublayer output locations (residual writes) and the locations that read the residual.
-WRITE_SUFFIXES = (".attn.resid_delta", ".mlp.resid_delta")
-READ_SUFFIXES = (".attn.act_in", ".mlp.act_in")
+from sparsecircuits.model.hooks import Hook
+from sparsecircuits.model.locations import parse_node
 
 
 class HeavisideSTE(torch.autograd.Function):
@@ -164,7 +161,3 @@ class NodeMasks(nn.Module):
         """(hooks for one forward pass, the unit gates they use)."""
         gates = self.gates()
         return masked_hooks(self.layout, gates, replacements), gates
-
-
-HooksFactory = Callable[[int, int], Mapping[str, Hook]]
-"""(batch, seq) -> hooks for one forward pass of that shape."""

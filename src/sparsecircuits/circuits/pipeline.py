@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,17 +26,18 @@ from torch import Tensor
 
 from sparsecircuits.checkpoint import Loaded, content_hash
 from sparsecircuits.circuits.ablation import Ablation, PretrainingWindows, build_ablation
-from sparsecircuits.circuits.circuit_file import Circuit, node_kind
+from sparsecircuits.circuits.circuit_file import Circuit
 from sparsecircuits.circuits.config import PruneConfig
 from sparsecircuits.circuits.graph import CircuitGraph, circuit_graph
-from sparsecircuits.circuits.pruner import Pruner, TaskData, load_task_data
+from sparsecircuits.circuits.pruner import PruneOutcome, Pruner
 from sparsecircuits.circuits.search import search_hyperparameters
+from sparsecircuits.circuits.task_data import TaskData, load_task_data
 from sparsecircuits.circuits.validate import (
     control_nonsense_task,
     control_random_weights,
     sufficiency_necessity,
 )
-from sparsecircuits.model.hooks import parse_node
+from sparsecircuits.model.locations import node_kind, parse_node
 from sparsecircuits.tasks.base import Task
 
 
@@ -47,7 +48,9 @@ class CircuitContext:
         self.loaded = loaded
         self.cfg = cfg
         self.cache_dir = cache_dir
-        self.hash = content_hash(loaded.path)
+        # The hash of the bytes the model was loaded from, not of the file now: a training run
+        # may have replaced the checkpoint since.
+        self.hash = loaded.content_hash or content_hash(loaded.path)
         self.windows = PretrainingWindows(loaded, cfg.mean_windows)
         self._ablation: Ablation | None = None
 
@@ -151,15 +154,43 @@ def find_circuit(
         wall["baseline"] = time.perf_counter() - t
     wall["total"] = time.perf_counter() - t0
 
-    circuit = _assemble(
-        ctx, data, pruner, outcome, graph, validation, baseline_doc, search_summary, wall
+    run = TaskRun(
+        data=data,
+        pruner=pruner,
+        outcome=outcome,
+        graph=graph,
+        validation=validation,
+        baseline=baseline_doc,
+        search=search_summary,
+        wall_time_s=wall,
     )
-    return circuit, tensors
+    return _assemble(ctx, run), tensors
 
 
-def _assemble(
-    ctx, data, pruner, outcome, graph, validation, baseline_doc, search_summary, wall
-) -> Circuit:
+@dataclass(frozen=True)
+class TaskRun:
+    """What pruning one task produced, before it is written as a Circuit."""
+
+    data: TaskData
+    pruner: Pruner
+    """The pruner that found the circuit (after a hyperparameter search: the best one's)."""
+    outcome: PruneOutcome
+    graph: CircuitGraph
+    validation: dict[str, Any]
+    """Sufficiency, necessity and the controls (validate.py)."""
+    baseline: dict[str, Any] | None
+    """The attribution baseline's summary; None when it was not run."""
+    search: dict[str, Any] | None
+    """The hyperparameter search's summary; None without a search."""
+    wall_time_s: dict[str, float]
+    """Seconds per stage."""
+
+
+def _assemble(ctx: CircuitContext, run: TaskRun) -> Circuit:
+    """The circuit.json document of one task's run."""
+    data, pruner, outcome, graph, validation = (
+        run.data, run.pruner, run.outcome, run.graph, run.validation
+    )  # fmt: skip
     loaded, layout = ctx.loaded, pruner.layout
     tok = loaded.tokenizer
     tau = outcome.training.tau
@@ -232,8 +263,8 @@ def _assemble(
             "shift_applies_to": "both candidate logits of each example",
         },
         validation=validation,
-        baseline=baseline_doc,
-        search=search_summary,
+        baseline=run.baseline,
+        search=run.search,
         hyperparameters=pruner.cfg.to_dict(),
         training={
             "steps": len(training.task_loss),
@@ -243,7 +274,7 @@ def _assemble(
             "curve_every": curve_every,
             "k_search": [[k, v] for k, v in outcome.search.evaluations.items()],
         },
-        wall_time_s=wall,
+        wall_time_s=run.wall_time_s,
     )
 
 

@@ -8,12 +8,12 @@ replacement contexts from a fixed seed, so every k of a search sees the same dra
 
 from __future__ import annotations
 
-import random
+import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from typing import TextIO
 
 import torch
-from tokenizers import Tokenizer
 from torch import Tensor
 from tqdm import tqdm
 
@@ -22,95 +22,23 @@ from sparsecircuits.circuits.attribution import attribution_scores
 from sparsecircuits.circuits.config import PruneConfig, loss_function
 from sparsecircuits.circuits.discretize import KSearch, calibrate_logits, fit_calibration, search_k
 from sparsecircuits.circuits.forward import batch_last_logits
+from sparsecircuits.circuits.mask_training import MaskTraining, train_masks
 from sparsecircuits.circuits.masks import MaskLayout, masked_hooks
-from sparsecircuits.circuits.prune import MaskTraining, train_masks
-from sparsecircuits.errors import CircuitError, TaskError
+from sparsecircuits.circuits.task_data import TaskData
+from sparsecircuits.errors import CircuitError
 from sparsecircuits.model.gpt import GPT
-from sparsecircuits.tasks.base import SplitSizes, Task
-from sparsecircuits.tasks.encoding import TaskBatch, encode_examples
+from sparsecircuits.tasks.encoding import TaskBatch
 from sparsecircuits.tasks.metrics import accuracy, task_loss, two_way_loss
-from sparsecircuits.tasks.registry import get_task
 
 
-@dataclass(frozen=True)
-class TaskData:
-    """A task's splits, encoded for one tokenizer."""
-
-    name: str
-    description: str
-    train: TaskBatch
-    val: TaskBatch
-    test: TaskBatch
-    task_tokens: tuple[int, ...]
-    """Every token id occurring in the examples' contexts (for embed edges)."""
-    candidate_tokens: tuple[int, ...]
-    """Every candidate id (correct or wrong) of the examples (for unembed edges)."""
-
-    @property
-    def sizes(self) -> dict[str, int]:
-        return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
-
-    @property
-    def seq(self) -> int:
-        """The longest example, in tokens."""
-        return max(int(b.lengths.max()) for b in (self.train, self.val, self.test))
-
-
-def _tokens_of(batches: list[TaskBatch]) -> tuple[int, ...]:
-    ids: set[int] = set()
-    for b in batches:
-        keep = torch.arange(b.tokens.shape[1]) < b.lengths[:, None]  # [N, T]: not padding
-        ids.update(b.tokens[keep].unique().tolist())
-    return tuple(sorted(ids))
-
-
-def load_task_data(
-    task: Task | str, tokenizer: Tokenizer, cfg: PruneConfig, n_ctx: int
-) -> TaskData:
-    """The task's train/val/test splits, checked against `tokenizer` and encoded (TaskError)."""
-    task = get_task(task) if isinstance(task, str) else task
-    sizes = SplitSizes(cfg.train_size, cfg.val_size, cfg.test_size)
-    splits = task.splits(sizes, seed=cfg.task_seed, tokenizer=tokenizer)
-    for split in ("train", "val", "test"):
-        if not splits.get(split):
-            raise TaskError(f"task {task.name} has no {split} examples")
-    batches = [encode_examples(splits.get(s), tokenizer, n_ctx) for s in ("train", "val", "test")]
-    candidates = sorted({int(i) for b in batches for i in torch.cat([b.correct_id, b.wrong_id])})
-    return TaskData(task.name, task.description, *batches, _tokens_of(batches), tuple(candidates))
-
-
-def nonsense_task(data: TaskData, tokenizer: Tokenizer, seed: int = 0) -> tuple[TaskData, int]:
-    """The control task: the same contexts, but 'correct' is always one fixed unrelated token.
-
-    The token is drawn (seeded) among alphabetic tokens of 4+ characters that occur nowhere in
-    the task; 'wrong' is the real correct token.
-    """
-    used = set(data.task_tokens) | set(data.candidate_tokens)
-    vocab = tokenizer.get_vocab()
-    pool = sorted(
-        i for i in vocab.values()
-        if i not in used and len(tokenizer.decode([i]).strip()) >= 4
-        and tokenizer.decode([i]).strip().isalpha()
-    )  # fmt: skip
-    if not pool:
-        pool = sorted(i for i in vocab.values() if i not in used)
-    token = random.Random(seed).choice(pool)
-
-    def swap(b: TaskBatch) -> TaskBatch:
-        return replace(b, correct_id=torch.full_like(b.correct_id, token), wrong_id=b.correct_id)
-
-    name = f"{data.name}:nonsense"
-    desc = f"contexts of {data.name}, always predict {tokenizer.decode([token])!r}"
-    out = TaskData(
-        name,
-        desc,
-        swap(data.train),
-        swap(data.val),
-        swap(data.test),
-        data.task_tokens,
-        tuple(sorted(set(data.candidate_tokens) | {token})),
-    )
-    return out, token
+def progress_bar(total: int, desc: str, enabled: bool, file: TextIO | None = None) -> tqdm:
+    """The mask-training bar: on stderr (stdout carries the results), and it ends with a
+    newline, so in a log file the next line starts on a line of its own. Off a terminal it
+    redraws rarely: every redraw is one more carriage-return segment in the log."""
+    file = file if file is not None else sys.stderr
+    interactive = hasattr(file, "isatty") and file.isatty()
+    return tqdm(total=total, desc=desc, disable=not enabled, file=file, leave=True,
+                mininterval=0.1 if interactive else 30.0)
 
 
 @dataclass
@@ -130,8 +58,11 @@ class PruneOutcome:
     val_loss_after: float
     """Val task loss of the circuit after calibration."""
     scale: float
+    """Calibration fitted on train: both candidate logits become scale * logit + shift ..."""
     shift: float
+    """... (`discretize.calibrate_logits`)."""
     seconds: dict[str, float] = field(default_factory=dict)
+    """Wall time per stage, by stage name."""
 
     @property
     def reached(self) -> bool:
@@ -216,10 +147,7 @@ class Pruner:
     def train_masks(self, data: TaskData) -> MaskTraining:
         """The mask optimisation alone. It does not depend on the target loss, so one run
         serves every target (`discretize` per target)."""
-        with tqdm(
-            total=self.cfg.steps, desc=f"prune {data.name}", disable=not self.progress,
-            leave=False,
-        ) as bar:  # fmt: skip
+        with progress_bar(self.cfg.steps, f"prune {data.name}", self.progress) as bar:
 
             def report(step: int, loss: float, kept: int) -> None:
                 bar.update(1)
@@ -255,16 +183,16 @@ class Pruner:
         after = float(self.loss_fn(calibrate_logits(val_logits, data.val, scale, shift), data.val))
         seconds["calibrate"] = time.perf_counter() - t2
         return PruneOutcome(
-            training,
-            search,
-            gates,
-            self.layout.nodes(gates),
-            full_val,
-            before,
-            after,
-            scale,
-            shift,
-            seconds,
+            training=training,
+            search=search,
+            unit_gates=gates,
+            nodes=self.layout.nodes(gates),
+            full_val_loss=full_val,
+            val_loss_before=before,
+            val_loss_after=after,
+            scale=scale,
+            shift=shift,
+            seconds=seconds,
         )
 
     def baseline(self, data: TaskData, start_k: int = 1) -> BaselineOutcome:
@@ -288,4 +216,6 @@ class Pruner:
         )
         k = search.k if search.k is not None else search.best_k
         nodes = self.layout.nodes(self.layout.top_units(scores, k))
-        return BaselineOutcome(scores, search, nodes, time.perf_counter() - t0)
+        return BaselineOutcome(
+            scores=scores, search=search, nodes=nodes, seconds=time.perf_counter() - t0
+        )

@@ -13,7 +13,8 @@ from collections.abc import Callable
 from typing import Any
 
 from sparsecircuits.circuits.config import PruneConfig
-from sparsecircuits.circuits.pruner import PruneOutcome, Pruner, TaskData
+from sparsecircuits.circuits.pruner import PruneOutcome, Pruner
+from sparsecircuits.circuits.task_data import TaskData
 from sparsecircuits.errors import CircuitError
 
 SEARCH_SPACE: dict[str, tuple[str, float, float]] = {

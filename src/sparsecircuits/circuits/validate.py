@@ -1,4 +1,4 @@
-"""Is the circuit sufficient, is it necessary, and would the pruner fool us? (PAPER_NOTES §6)
+"""Is the circuit sufficient, is it necessary, and would the pruner fool us? (docs/method.md §6)
 
 - sufficiency: the circuit alone (every other node ablated), calibrated, on the test split;
   `sufficient` says whether that calibrated test loss is within the target;
@@ -27,7 +27,8 @@ from torch import Tensor
 
 from sparsecircuits.circuits.ablation import PretrainingWindows, build_ablation
 from sparsecircuits.circuits.graph import circuit_graph
-from sparsecircuits.circuits.pruner import PruneOutcome, Pruner, TaskData, nonsense_task
+from sparsecircuits.circuits.pruner import PruneOutcome, Pruner
+from sparsecircuits.circuits.task_data import TaskData, nonsense_task
 from sparsecircuits.model.gpt import GPT
 from sparsecircuits.train.sparsity import sparse_parameters
 

@@ -2,11 +2,16 @@
 
 Sources are directories (searched recursively for `*.py`), glob patterns, `stdlib` (the
 standard library of the running interpreter, which every machine has) or `idioms:N[:SEED]` (N
-generated modules of simple Python idioms, see `idioms.py`, named `idioms/00001.py`, ...); with
+generated modules of simple Python idioms, see `idioms.py`, named `idioms/00001.py`, ...) or
+`pypi:LIST` (the .py files of a pinned list of PyPI wheels, see `pypi.py`); with
 no source the corpus is the standard library, so the default needs no download. Every file is
 named by its path relative to the root it was found under, never by its absolute path: the
 train/val/test assignment (a hash of that name) is then the same on every machine, wherever
 Python or the user's checkout happens to live.
+
+A file larger than `MAX_SOURCE_FILE_BYTES` is skipped before it is read (a generated data
+table or a stray dump is not code to learn from, and reading it whole could exhaust memory);
+skipped files are counted in `Corpus.too_large`, whatever source they came from.
 """
 
 from __future__ import annotations
@@ -30,8 +35,15 @@ STDLIB_SOURCE = "stdlib"
 """The source name for the standard library (a directory called stdlib is `./stdlib`)."""
 IDIOMS_PREFIX = "idioms:"
 """Prefix of the generated-idioms source, `idioms:N` or `idioms:N:SEED` (seed 0 by default)."""
+PYPI_PREFIX = "pypi:"
+"""Prefix of the PyPI source, `pypi:NAME` (a bundled list) or `pypi:PATH` (see `pypi.py`)."""
 MAX_IDIOM_FILES = 1_000_000
 """Largest N accepted in `idioms:N` (a typo with extra zeros should fail, not run for hours)."""
+MAX_SOURCE_FILE_BYTES = 2 * 2**20
+"""Larger .py files are skipped and counted (the standard library's largest is under 1 MB)."""
+TOO_LARGE = "too large"
+"""What a source's loader returns, instead of the text, for a file over MAX_SOURCE_FILE_BYTES
+(known from its size, before reading it)."""
 
 # Directories never searched: installed third-party packages (they live under the stdlib
 # directory but are not the standard library) and caches. Hidden dirs (.git, .venv) neither.
@@ -61,6 +73,8 @@ class Corpus:
     """Number of files dropped because another file (kept: the smaller path) has the same text."""
     description: str = ""
     """Human-readable summary of where the files came from."""
+    too_large: int = 0
+    """Number of files skipped unread because they hold more than MAX_SOURCE_FILE_BYTES."""
 
     @property
     def n_bytes(self) -> int:
@@ -159,11 +173,17 @@ def _stdlib_candidates() -> Iterator[tuple[Path, Path]]:
 
 
 def _read_text(path: Path) -> str | None:
-    """The file as text, or None if it is not a readable regular UTF-8 file."""
+    """The file as text, TOO_LARGE (unread) if it is over the size bound, or None if it is not
+    a readable regular UTF-8 file."""
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as f:
+            if os.fstat(f.fileno()).st_size > MAX_SOURCE_FILE_BYTES:
+                return TOO_LARGE
+            data = f.read(MAX_SOURCE_FILE_BYTES + 1)  # a file growing while read stays bounded
     except OSError:  # a directory named x.py, a broken link, no permission, ...
         return None
+    if len(data) > MAX_SOURCE_FILE_BYTES:
+        return TOO_LARGE
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -199,11 +219,14 @@ def describe_sources(sources: Sequence[str]) -> str:
     )
 
 
-def collect_corpus(sources: Sequence[str] = (), max_files: int = 0) -> Corpus:
+def collect_corpus(
+    sources: Sequence[str] = (), max_files: int = 0, cache_dir: str | Path = ""
+) -> Corpus:
     """Collect the .py files named by `sources` (default: the standard library).
 
-    A source is a directory, a glob, a .py file, `stdlib` or `idioms:N[:SEED]` (see the module
-    docstring). Files are named relative to their source root; generated ones `idioms/00001.py`
+    A source is a directory, a glob, a .py file, `stdlib`, `idioms:N[:SEED]` or `pypi:LIST`
+    (see the module docstring; `pypi:` wheels are kept under `cache_dir`, the data cache).
+    Files are named relative to their source root; generated ones `idioms/00001.py`
     (`idioms/seed<SEED>/00001.py` for a seed other than 0). The same absolute file reached
     twice (say by a directory and an overlapping glob) counts once, and so do files with
     identical contents (the one with the smaller path is kept), so no text sits in two splits.
@@ -217,7 +240,8 @@ def collect_corpus(sources: Sequence[str] = (), max_files: int = 0) -> Corpus:
         sources = (sources,)
     # (name, loader): files are read (or generated) only once the max_files subset is known.
     candidates: list[tuple[str, Callable[[], str | None]]] = []
-    seen: set[Path | tuple[int, int]] = set()  # real paths; (seed, index) of generated files
+    # Real paths; (seed, index) of generated files; ("pypi", name) of files in wheels.
+    seen: set[Path | tuple[int, int] | tuple[str, str]] = set()
     used_names: set[str] = set()
     for source in sources or (STDLIB_SOURCE,):
         idioms = parse_idioms_source(source)
@@ -232,6 +256,15 @@ def collect_corpus(sources: Sequence[str] = (), max_files: int = 0) -> Corpus:
                 seen.add((seed, index))
                 name = _claim_name(idiom_path(index, seed), "generated", used_names)
                 candidates.append((name, functools.partial(generate_idiom_file, index, seed)))
+            continue
+        if source.startswith(PYPI_PREFIX):
+            # Imported here: only a pypi: source needs pip, zip files and the wheel cache.
+            from sparsecircuits.data.pypi import pypi_files
+
+            for name, load in pypi_files(source[len(PYPI_PREFIX) :], cache_dir):
+                if ("pypi", name) not in seen:
+                    seen.add(("pypi", name))
+                    candidates.append((_claim_name(name, "pypi", used_names), load))
             continue
         stream = _stdlib_candidates() if source == STDLIB_SOURCE else _candidates(source)
         for root, found in stream:
@@ -249,7 +282,7 @@ def collect_corpus(sources: Sequence[str] = (), max_files: int = 0) -> Corpus:
 
     files: list[SourceFile] = []
     seen_content: dict[bytes, int] = {}
-    skipped = duplicates = 0
+    skipped = duplicates = too_large = 0
     for name, load in candidates:
         if max_files and len(files) >= max_files:
             break
@@ -257,6 +290,12 @@ def collect_corpus(sources: Sequence[str] = (), max_files: int = 0) -> Corpus:
         if text is None:
             skipped += 1
             logger.debug("skipped %s: not a readable UTF-8 file", name)
+            continue
+        # The bound holds for every source: a loader that cannot tell the size before reading
+        # is checked here (characters never outnumber UTF-8 bytes).
+        if text is TOO_LARGE or len(text) > MAX_SOURCE_FILE_BYTES:
+            too_large += 1
+            logger.debug("skipped %s: larger than %d bytes", name, MAX_SOURCE_FILE_BYTES)
             continue
         digest = hashlib.sha256(text.encode("utf-8")).digest()
         if digest in seen_content:
@@ -271,11 +310,20 @@ def collect_corpus(sources: Sequence[str] = (), max_files: int = 0) -> Corpus:
 
     description = describe_sources(sources)
     if not files:
-        raise DataError(f"no readable .py file found in {description} ({skipped} skipped)")
+        raise DataError(
+            f"no readable .py file found in {description} ({skipped} skipped, "
+            f"{too_large} over {MAX_SOURCE_FILE_BYTES // 2**20} MiB)"
+        )
     files.sort(key=lambda f: f.path)
     if skipped:
         logger.info("corpus: skipped %d .py paths that are not readable UTF-8 files", skipped)
-    return Corpus(tuple(files), skipped, duplicates, description)
+    if too_large:
+        logger.info(
+            "corpus: skipped %d .py files larger than %d MiB",
+            too_large,
+            MAX_SOURCE_FILE_BYTES // 2**20,
+        )
+    return Corpus(tuple(files), skipped, duplicates, description, too_large=too_large)
 
 
 def _unique_name(root: Path, found: Path, used: set[str]) -> str:

@@ -18,10 +18,7 @@ import hashlib
 import json
 import logging
 import os
-import re
 import shutil
-import socket
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -36,8 +33,10 @@ from tqdm import tqdm
 from sparsecircuits.config import DataConfig
 from sparsecircuits.data.corpus import SPLITS, Corpus, SourceFile, collect_corpus, split_of
 from sparsecircuits.data.shards import DTYPE, write_shard
+from sparsecircuits.data.task_tokens import TokenRules, task_token_rules, train_task_tokenizer
 from sparsecircuits.data.tokenizer import eot_id, save_tokenizer, train_tokenizer
 from sparsecircuits.errors import DataError
+from sparsecircuits.fileformat import remove_stale_temp_dirs, temp_dir, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +46,8 @@ META_FILE = "meta.json"
 FILES_FILE = "files.json"
 # Files per encode_batch call: large enough for the Rust side to use every core.
 ENCODE_CHUNK_FILES = 256
-_TMP_RE = re.compile(r"^\.tmp-[0-9a-f]{16}-(?P<host>.+)-(?P<pid>\d+)-[^-]*$")
+BUILD_TEMP_NAME = "build"
+"""Builds happen in `<cache>/.build.tmp-<host>-<pid>-<random>` (`fileformat.temp_dir`)."""
 
 
 @dataclass
@@ -72,8 +72,11 @@ def shard_name(split: str) -> str:
     return f"{split}.bin"
 
 
-def fingerprint(corpus: Corpus, cfg: DataConfig, vocab_size: int) -> str:
-    """A hex digest of everything the prepared data depends on."""
+def fingerprint(
+    corpus: Corpus, cfg: DataConfig, vocab_size: int, rules: TokenRules | None = None
+) -> str:
+    """A hex digest of everything the prepared data depends on (`rules`: the task-token rules
+    the BPE is edited to satisfy, when `data.task_tokens` is on)."""
     h = hashlib.sha256()
     header = {
         "format_version": FORMAT_VERSION,
@@ -83,6 +86,8 @@ def fingerprint(corpus: Corpus, cfg: DataConfig, vocab_size: int) -> str:
         "test_fraction": cfg.test_fraction,
         "max_files": cfg.max_files,
     }
+    if rules is not None:  # absent otherwise, so caches built without the option stay valid
+        header["task_token_rules"] = rules.digest()
     h.update(json.dumps(header, sort_keys=True).encode())
     for f in corpus.files:
         data = f.text.encode("utf-8")
@@ -146,6 +151,7 @@ def _build(
     out: Path,
     progress: bool,
     tokenizer: Tokenizer | None = None,
+    rules: TokenRules | None = None,
 ) -> dict[str, Any]:
     """Write every output file into `out` and return the stats (also written as meta.json)."""
     start = time.perf_counter()
@@ -159,7 +165,10 @@ def _build(
             len(train_texts),
             n_bytes["train"] / 1e6,
         )
-        tok = train_tokenizer(train_texts, vocab_size)
+        if rules is None:
+            tok = train_tokenizer(train_texts, vocab_size)
+        else:
+            tok = train_task_tokenizer(train_texts, vocab_size, rules)
     else:  # a copy: encoding below toggles a flag on the object
         tok = Tokenizer.from_str(tokenizer.to_str())
     save_tokenizer(tok, out / TOKENIZER_FILE)
@@ -188,12 +197,14 @@ def _build(
         "test_fraction": cfg.test_fraction,
         "max_files": cfg.max_files,
         "skipped_files": corpus.skipped,
+        "too_large_files": corpus.too_large,
         "duplicate_files": corpus.duplicates,
         "files": {s: len(groups[s]) for s in SPLITS},
         "bytes": n_bytes,
         "tokens": n_tokens,
         "bpe_train_bytes": n_bytes["train"] if tokenizer is None else 0,
         "tokenizer": "trained" if tokenizer is None else "given",
+        "task_tokens": rules is not None and tokenizer is None,
         "split_fallbacks": notes,
         "tokenizers_version": tokenizers.__version__,
         "build_seconds": round(time.perf_counter() - start, 2),
@@ -202,9 +213,9 @@ def _build(
         "format_version": FORMAT_VERSION,
         "splits": {s: [f.path for f in groups[s]] for s in SPLITS},
     }
-    (out / FILES_FILE).write_text(json.dumps(files_doc, indent=1) + "\n", encoding="utf-8")
+    write_json(out / FILES_FILE, files_doc)
     # meta.json last: its presence marks the directory as complete.
-    (out / META_FILE).write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
+    write_json(out / META_FILE, stats, indent=2)
     return stats
 
 
@@ -237,21 +248,6 @@ def open_prepared(root: str | Path) -> PreparedData:
     return PreparedData(root, tokenizer_path, shards, stats)
 
 
-def _remove_dead_builds(cache_root: Path) -> None:
-    """Delete temporary build dirs left by killed builds of this host (their pid is gone)."""
-    host = socket.gethostname()
-    for entry in cache_root.glob(".tmp-*"):
-        m = _TMP_RE.match(entry.name)
-        if not m or m["host"] != host or not entry.is_dir():
-            continue
-        try:
-            os.kill(int(m["pid"]), 0)
-        except ProcessLookupError:
-            shutil.rmtree(entry, ignore_errors=True)
-        except OSError:
-            pass  # alive, owned by someone else
-
-
 def _reusable(root: Path) -> PreparedData | None:
     """The complete prepared data in `root`, or None."""
     if not root.exists():
@@ -272,15 +268,17 @@ def prepare_data(
     changed since training (another Python's standard library, say). The data the model was
     trained on is reused when its tokenizer is that one.
     """
-    corpus = collect_corpus(cfg.sources, cfg.max_files)
+    corpus = collect_corpus(cfg.sources, cfg.max_files, cfg.cache_dir)
+    rules = task_token_rules() if cfg.task_tokens else None
     logger.info(
-        "data: %d files from %s (%d skipped, %d duplicates)",
+        "data: %d files from %s (%d skipped, %d too large, %d duplicates)",
         len(corpus.files),
         corpus.description,
         corpus.skipped,
+        corpus.too_large,
         corpus.duplicates,
     )
-    fp = fingerprint(corpus, cfg, vocab_size)
+    fp = fingerprint(corpus, cfg, vocab_size, rules)
     cache_root = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else default_cache_dir()
     if tokenizer is not None:
         own = _reusable(cache_root / fp)
@@ -305,14 +303,12 @@ def prepare_data(
         cache_root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DataError(f"cannot create the data cache directory {cache_root}: {exc}") from None
-    _remove_dead_builds(cache_root)
-    tmp = Path(
-        tempfile.mkdtemp(
-            dir=cache_root, prefix=f".tmp-{fp[:16]}-{socket.gethostname()}-{os.getpid()}-"
-        )
-    )
+    # Builds of every fingerprint share one temp-dir name, so a killed build of any corpus is
+    # cleaned up by the next build of any other.
+    remove_stale_temp_dirs(cache_root, BUILD_TEMP_NAME)
+    tmp = temp_dir(cache_root, BUILD_TEMP_NAME)
     try:
-        stats = _build(corpus, cfg, vocab_size, fp, tmp, progress, tokenizer)
+        stats = _build(corpus, cfg, vocab_size, fp, tmp, progress, tokenizer, rules)
         try:
             os.rename(tmp, root)
         except OSError:

@@ -8,8 +8,6 @@ same global batches, and rank r of world_size takes the r-th contiguous slice of
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -17,6 +15,7 @@ import numpy as np
 import torch
 
 from sparsecircuits.errors import DataError
+from sparsecircuits.fileformat import atomic_write
 
 DTYPE = np.dtype("<u2")
 _MAX_TOKEN = int(np.iinfo(np.uint16).max)
@@ -39,24 +38,18 @@ def write_shard(tokens: Iterable[object] | np.ndarray, path: str | Path) -> int:
     `tokens` is one integer array, or an iterable of arrays / lists / ints (streamed, so a
     corpus never has to sit in memory as one array). The file appears atomically.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(tokens, np.ndarray):
-        chunks: Iterable[object] = [tokens]
-    else:
-        chunks = tokens
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    chunks: Iterable[object] = [tokens] if isinstance(tokens, np.ndarray) else tokens
     n = 0
-    try:
-        with os.fdopen(fd, "wb") as f:
+
+    def write(tmp: Path) -> None:
+        nonlocal n
+        with open(tmp, "wb") as f:
             for chunk in chunks:
                 arr = _as_uint16(chunk)
                 f.write(arr.tobytes())
                 n += arr.size
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    atomic_write(path, write)
     return n
 
 

@@ -8,14 +8,13 @@ is what lets pairs like `("` and `')` become single tokens, which the string-clo
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from sparsecircuits.errors import DataError
+from sparsecircuits.fileformat import atomic_write_text
 
 EOT = "<|endoftext|>"
 
@@ -25,11 +24,13 @@ MIN_VOCAB_SIZE = 257
 MAX_VOCAB_SIZE = 65535
 
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int = 2048) -> Tokenizer:
+def train_tokenizer(texts: Iterable[str], vocab_size: int = 2048, spare: int = 0) -> Tokenizer:
     """Train a byte-level BPE with exactly `vocab_size` tokens (EOT included) on `texts`.
 
     Raises DataError if the size is out of range or the texts are too small to learn that many
     merges (the tokenizer would otherwise silently come out smaller than the model's vocab).
+    With `spare`, up to that many further merges are learned beyond `vocab_size`, for a caller
+    that edits the merge list and cuts it back to size (`task_tokens.py`).
     """
     if not MIN_VOCAB_SIZE <= vocab_size <= MAX_VOCAB_SIZE:
         raise DataError(
@@ -39,14 +40,14 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 2048) -> Tokenizer:
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
+        vocab_size=vocab_size + spare,
         special_tokens=[EOT],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     tok.train_from_iterator(texts, trainer=trainer)
     got = tok.get_vocab_size()
-    if got != vocab_size:
+    if got < vocab_size:
         raise DataError(
             f"the training text is too small for a {vocab_size}-token vocabulary "
             f"(BPE stopped at {got} tokens); add files or lower the vocab size"
@@ -56,17 +57,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 2048) -> Tokenizer:
 
 def save_tokenizer(tok: Tokenizer, path: str | Path) -> Path:
     """Write `tok` as a tokenizer.json, atomically (a reader never sees half a file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(tok.to_str())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_text(path, tok.to_str())
 
 
 def load_tokenizer(path: str | Path) -> Tokenizer:

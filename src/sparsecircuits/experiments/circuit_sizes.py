@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 from sparsecircuits.checkpoint import Loaded
 from sparsecircuits.circuits.config import PruneConfig
 from sparsecircuits.circuits.pipeline import CircuitContext, geometric_mean
-from sparsecircuits.circuits.pruner import Pruner, TaskData, load_task_data
+from sparsecircuits.circuits.pruner import Pruner
+from sparsecircuits.circuits.task_data import TaskData, load_task_data
 from sparsecircuits.errors import TaskError
+from sparsecircuits.fileformat import write_json
 from sparsecircuits.tasks.base import Task
 
 log = logging.getLogger(__name__)
@@ -128,20 +128,3 @@ def geomean_edges(points: list[SizePoint], tasks: list[str], target: float) -> f
 def point_dicts(points: list[SizePoint]) -> list[dict]:
     return [asdict(p) for p in points]
 
-
-def write_json(path: Path, doc: Any) -> None:
-    """Write `doc` atomically as strict JSON: NaN (a mean over no tasks) becomes null."""
-
-    def clean(x: Any) -> Any:
-        if isinstance(x, float) and not math.isfinite(x):
-            return None
-        if isinstance(x, dict):
-            return {k: clean(v) for k, v in x.items()}
-        if isinstance(x, list | tuple):
-            return [clean(v) for v in x]
-        return x
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp")
-    tmp.write_text(json.dumps(clean(doc), indent=1, allow_nan=False) + "\n")
-    tmp.replace(path)

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from sparsecircuits.config import parse_overrides
 from sparsecircuits.errors import ConfigError
 
 app = typer.Typer(help="Reproduce the paper's headline figures.", no_args_is_help=True)
@@ -42,17 +43,10 @@ def _names(text: str | None) -> tuple[str, ...] | None:
     return None if text is None else tuple(x.strip() for x in text.split(",") if x.strip())
 
 
-def _overrides(sets: list[str] | None) -> dict:
-    from sparsecircuits.config import parse_override
-
-    return dict(parse_override(s) for s in sets or [])
-
-
 def _prune_config(loss: str, sets: list[str] | None):
-    from sparsecircuits.circuits.cli import _parse_sets
     from sparsecircuits.circuits.config import PruneConfig
 
-    return PruneConfig().replace(loss=loss, **_parse_sets(sets))
+    return PruneConfig().replace(loss=loss, **parse_overrides(sets))
 
 
 @app.command("sparse-vs-dense")
@@ -78,7 +72,7 @@ def sparse_vs_dense_command(
     from sparsecircuits.experiments.sparse_vs_dense import SparseVsDense, run_sparse_vs_dense
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    exp = SparseVsDense(config=config, overrides=_overrides(set_), targets=_floats(targets, "--targets"),
+    exp = SparseVsDense(config=config, overrides=parse_overrides(set_), targets=_floats(targets, "--targets"),
                         capable_loss=capable, prune=_prune_config(loss, prune_set),
                         tolerance=tolerance, match_every=match_every)  # fmt: skip
     if tasks is not None:
@@ -115,7 +109,7 @@ def frontier_command(
         width_values = tuple(int(w) for w in widths.split(","))
     except ValueError:
         raise ConfigError(f"--widths must be comma-separated integers, got {widths!r}") from None
-    exp = Frontier(config=config, overrides=_overrides(set_), widths=width_values,
+    exp = Frontier(config=config, overrides=parse_overrides(set_), widths=width_values,
                    fractions=_floats(fractions, "--fractions"), tasks=_names(tasks),
                    target=target, prune=_prune_config(loss, prune_set))  # fmt: skip
     run_frontier(exp, out, progress)

@@ -31,10 +31,10 @@ from sparsecircuits.experiments.circuit_sizes import (
     geomean_edges,
     load_tasks,
     point_dicts,
-    write_json,
 )
 from sparsecircuits.experiments.plots import figure3
 from sparsecircuits.experiments.runs import train_or_reuse
+from sparsecircuits.fileformat import atomic_write_text, write_json
 from sparsecircuits.tasks.registry import get_task
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,7 @@ def _write(exp: Frontier, models: list[dict], points: dict[str, list[SizePoint]]
         "points": {name: point_dicts(p) for name, p in points.items()},
     }
     write_json(out / "results.json", results)
-    (out / "table.md").write_text(_table(results))
+    atomic_write_text(out / "table.md", _table(results))
     figure3(results, out / "figure3.png")
     return results
 

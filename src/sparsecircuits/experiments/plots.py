@@ -10,6 +10,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 
+from sparsecircuits.fileformat import atomic_write  # noqa: E402
+
 COLORS = {"sparse": "tab:blue", "dense": "tab:red"}
 
 
@@ -64,6 +66,8 @@ def _save(fig, ax, path: Path) -> Path:
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    try:  # the format from `path`: the temporary file's name ends in .tmp
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format=path.suffix[1:] or "png"))
+    finally:
+        plt.close(fig)
     return path

@@ -39,7 +39,7 @@ def train_or_reuse(
     """The run in `run_dir`: reused when finished, resumed when interrupted, else trained."""
     done = _finished(cfg, run_dir, stop_below)
     if done is None:
-        resume = (run_dir / ckpt.CHECKPOINT_DIR).exists()
+        resume = ckpt.run_has_checkpoint(run_dir)
         log.info("%s %s", "resuming" if resume else "training", run_dir)
         train(cfg, run_dir, resume=resume, progress=progress, stop_below=stop_below)
         done = _finished(cfg, run_dir, stop_below)
@@ -48,7 +48,7 @@ def train_or_reuse(
 
 
 def _finished(cfg: RunConfig, run_dir: Path, stop_below: float | None) -> TrainedModel | None:
-    if not (run_dir / ckpt.CHECKPOINT_DIR).exists():
+    if not ckpt.run_has_checkpoint(run_dir):
         return None
     path = ckpt.resolve(run_dir)
     meta = ckpt.read_meta(path)

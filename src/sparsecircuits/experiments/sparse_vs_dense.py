@@ -30,10 +30,10 @@ from sparsecircuits.experiments.circuit_sizes import (
     geomean_edges,
     load_tasks,
     point_dicts,
-    write_json,
 )
 from sparsecircuits.experiments.plots import figure2
 from sparsecircuits.experiments.runs import TrainedModel, train_or_reuse
+from sparsecircuits.fileformat import atomic_write_text, write_json
 from sparsecircuits.tasks.registry import PAPER_TASKS, get_task
 
 log = logging.getLogger(__name__)
@@ -159,7 +159,7 @@ def _summarise(results: dict, points: dict[str, list[SizePoint]], exp: SparseVsD
 
 def write_results(results: dict, out: Path) -> dict:
     write_json(out / "results.json", results)
-    (out / "table.md").write_text(table_markdown(results))
+    atomic_write_text(out / "table.md", table_markdown(results))
     figure2(results, out / "figure2.png")
     return results
 

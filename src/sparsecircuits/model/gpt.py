@@ -10,10 +10,15 @@ Design choices, each from the paper:
   the sparse weights need not store bigram statistics.
 - AbsTopK at every node location: keep the k largest |x| per token, zero the rest.
 - Every node location is addressable by name (`L.attn.q`, `L.mlp.post_act`, ...) and passes
-  through `hooks[name]` when given, one mechanism for recording, ablation and steering.
+  through `hooks[name]` when given, one mechanism for recording, ablation and steering. The
+  residual stream is hookable the same way (`L.resid_pre`, `L.resid_mid`, `L.resid_post`,
+  `final_resid`; all names in `hook_points`), e.g. for sparse autoencoders.
 
 Weight sparsity is not in this file: the trainer projects the weights after each step
-(`sparsecircuits.train.sparsity`), so a dense model is the same code.
+(`sparsecircuits.train.sparsity`), so a dense model is the same code. How the sparse matrices
+and AbsTopK are computed is (`model.kernels`, `sparsecircuits.kernels`): every q/k/v/out, MLP
+and unembedding matrix is a `SparseLinear`, which runs on its nonzeros when selected and is an
+ordinary `nn.Linear` otherwise.
 """
 
 from __future__ import annotations
@@ -25,26 +30,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sparsecircuits.config import ModelConfig
-from sparsecircuits.model.hooks import Hooks
+from sparsecircuits.kernels import SparseLinear, abstopk
+from sparsecircuits.model.hooks import Hooks, apply_hook
+from sparsecircuits.model.locations import ATTN_LOCATIONS, MLP_LOCATIONS
+from sparsecircuits.model.roles import parameter_role
 
-ATTN_LOCATIONS = ("act_in", "q", "k", "v", "resid_delta")
-MLP_LOCATIONS = ("act_in", "post_act", "resid_delta")
-
-
-def abstopk(x: Tensor, k: int) -> Tensor:
-    """Keep the k largest-magnitude features of each row of x ([..., d]); zero the others.
-
-    Implemented as a per-row threshold (the k-th largest |x|) and a multiply, which is cheaper
-    than a full sort or a scatter and gives the gradient mask for free. On CPU an unsorted
-    `topk` finds the threshold fastest (measured against `kthvalue` and a bisection search,
-    see benchmarks/). Rows with ties at the threshold may keep more than k features; ties
-    among nonzero floats do not occur in practice, and extra exact zeros change nothing.
-    """
-    if k >= x.shape[-1]:
-        return x
-    magnitude = x.detach().abs()
-    threshold = magnitude.topk(k, dim=-1, sorted=False).values.amin(-1, keepdim=True)  # [..., 1]
-    return x * (magnitude >= threshold)
+FINAL_RESID = "final_resid"
+"""Hook point of the residual stream after the last block (before the final norm)."""
 
 
 class RMSNorm(nn.Module):
@@ -62,13 +54,14 @@ class RMSNorm(nn.Module):
 class Site:
     """One node location: AbsTopK, then the caller's hook (if any) for this name."""
 
-    def __init__(self, name: str, width: int, fraction: float):
+    def __init__(self, name: str, width: int, fraction: float, kernels: str = "dense"):
         self.name = name
         self.width = width
         self.k = max(1, round(fraction * width))
+        self.fast = kernels != "dense"  # the C++ AbsTopK keeps the same set as torch's
 
     def __call__(self, x: Tensor, hooks: Hooks | None) -> Tensor:
-        x = abstopk(x, self.k)
+        x = abstopk(x, self.k, fast=self.fast)
         if hooks is not None and self.name in hooks:
             x = hooks[self.name](x)
         return x
@@ -82,12 +75,13 @@ class Attention(nn.Module):
         d, f = cfg.d_model, cfg.abstopk_fraction
         self.n_heads, self.d_head = cfg.n_heads, cfg.d_head
         self.norm = RMSNorm(d, cfg.norm_eps)
-        self.q_proj = nn.Linear(d, d)  # weight: [n_heads * d_head, d_model]
-        self.k_proj = nn.Linear(d, d)
-        self.v_proj = nn.Linear(d, d)
-        self.out_proj = nn.Linear(d, d)  # weight: [d_model, n_heads * d_head]
+        kern = cfg.kernels
+        self.q_proj = SparseLinear(d, d, kernels=kern)  # weight: [n_heads * d_head, d_model]
+        self.k_proj = SparseLinear(d, d, kernels=kern)
+        self.v_proj = SparseLinear(d, d, kernels=kern)
+        self.out_proj = SparseLinear(d, d, kernels=kern)  # weight: [d_model, n_heads * d_head]
         self.sink = nn.Parameter(torch.zeros(self.n_heads)) if cfg.attention_sink else None
-        self.sites = {loc: Site(f"{layer}.attn.{loc}", d, f) for loc in ATTN_LOCATIONS}
+        self.sites = {loc: Site(f"{layer}.attn.{loc}", d, f, kern) for loc in ATTN_LOCATIONS}
 
     def forward(self, x: Tensor, hooks: Hooks | None) -> Tensor:
         B, T, _ = x.shape
@@ -120,12 +114,12 @@ class MLP(nn.Module):
         super().__init__()
         d, f = cfg.d_model, cfg.abstopk_fraction
         self.norm = RMSNorm(d, cfg.norm_eps)
-        self.fc_in = nn.Linear(d, cfg.d_mlp)  # weight: [d_mlp, d_model]
-        self.fc_out = nn.Linear(cfg.d_mlp, d)  # weight: [d_model, d_mlp]
+        kern = cfg.kernels
+        self.fc_in = SparseLinear(d, cfg.d_mlp, kernels=kern)  # weight: [d_mlp, d_model]
+        self.fc_out = SparseLinear(cfg.d_mlp, d, kernels=kern)  # weight: [d_model, d_mlp]
+        width = {"act_in": d, "post_act": cfg.d_mlp, "resid_delta": d}
         self.sites = {
-            "act_in": Site(f"{layer}.mlp.act_in", d, f),
-            "post_act": Site(f"{layer}.mlp.post_act", cfg.d_mlp, f),
-            "resid_delta": Site(f"{layer}.mlp.resid_delta", d, f),
+            loc: Site(f"{layer}.mlp.{loc}", width[loc], f, kern) for loc in MLP_LOCATIONS
         }
 
     def forward(self, x: Tensor, hooks: Hooks | None) -> Tensor:
@@ -136,14 +130,27 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
+    """x -> x + attn(x) -> + mlp(.); the residual stream is hookable at `L.resid_pre`,
+    `L.resid_mid` (after attention) and `L.resid_post`: not nodes, and no AbsTopK there."""
+
     def __init__(self, cfg: ModelConfig, layer: int):
         super().__init__()
         self.attn = Attention(cfg, layer)
         self.mlp = MLP(cfg, layer)
+        self.resid = tuple(f"{layer}.resid_{p}" for p in ("pre", "mid", "post"))
+
+    def hook_points(self) -> list[str]:
+        """This block's hook names in forward order."""
+        pre, mid, post = self.resid
+        attn = [site.name for site in self.attn.sites.values()]
+        mlp = [site.name for site in self.mlp.sites.values()]
+        return [pre, *attn, mid, *mlp, post]
 
     def forward(self, x: Tensor, hooks: Hooks | None) -> Tensor:
-        x = x + self.attn(x, hooks)
-        return x + self.mlp(x, hooks)
+        pre, mid, post = self.resid
+        x = apply_hook(hooks, pre, x)  # [B, T, d_model]
+        x = apply_hook(hooks, mid, x + self.attn(x, hooks))
+        return apply_hook(hooks, post, x + self.mlp(x, hooks))
 
 
 class GPT(nn.Module):
@@ -158,36 +165,39 @@ class GPT(nn.Module):
         )
         self.blocks = nn.ModuleList(Block(cfg, layer) for layer in range(cfg.n_layer))
         self.final_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
-        self.unembed = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)  # [vocab, d_model]
+        self.unembed = SparseLinear(cfg.d_model, cfg.vocab_size, bias=False,
+                                    kernels=cfg.kernels)  # weight: [vocab, d_model]
         self.bigram = (
             nn.Parameter(torch.zeros(cfg.vocab_size, cfg.vocab_size)) if cfg.bigram_table else None
         )
         self.logits_bias = nn.Parameter(torch.zeros(cfg.vocab_size))
-        self.locations = [
-            site.name
-            for block in self.blocks
-            for part in (block.attn, block.mlp)
-            for site in part.sites.values()
-        ]
         self.location_width = {
             site.name: site.width
             for block in self.blocks
             for part in (block.attn, block.mlp)
             for site in part.sites.values()
         }
+        self.locations = list(self.location_width)  # node locations in forward order
+        # Every name `hooks` may use, in forward order: node locations and residual points.
+        self.hook_points = [name for block in self.blocks for name in block.hook_points()]
+        self.hook_points.append(FINAL_RESID)
+        self.hook_point_width = {
+            name: self.location_width.get(name, cfg.d_model) for name in self.hook_points
+        }
         self._init_weights()
 
     def _init_weights(self) -> None:
+        """Each parameter as its role says (`model.roles`), in parameter order."""
         std = 0.02
         for name, p in self.named_parameters():
-            if name.endswith("norm.weight") or name in ("bigram", "logits_bias") or "sink" in name:
-                continue  # ones / zeros as constructed
-            if name.endswith("bias"):
+            init = parameter_role(name).init
+            if init == "zeros":
                 nn.init.zeros_(p)
-            elif name.endswith("out_proj.weight") or name.endswith("fc_out.weight"):
-                nn.init.normal_(p, std=std / math.sqrt(2 * self.cfg.n_layer))
-            else:
+            elif init == "normal":
                 nn.init.normal_(p, std=std)
+            elif init == "normal_residual":  # writes to the residual stream: GPT-2's scaling
+                nn.init.normal_(p, std=std / math.sqrt(2 * self.cfg.n_layer))
+            # "as_built": the ones / zeros the constructor made
 
     def embed_tokens(self, tokens: Tensor) -> Tensor:
         """The residual stream before the first block: tokens [B, T] -> [B, T, d_model]."""
@@ -200,24 +210,36 @@ class GPT(nn.Module):
         return x
 
     def forward(
-        self, tokens: Tensor, hooks: Hooks | None = None, read_positions: Tensor | None = None
-    ) -> Tensor:
+        self, tokens: Tensor, hooks: Hooks | None = None, read_positions: Tensor | None = None,
+        from_layer: int = 0, resid: Tensor | None = None,
+    ) -> Tensor:  # fmt: skip
         """tokens: [batch, seq] int64 -> logits [batch, seq, vocab].
 
         With `read_positions` ([batch] int64), only the logits at one position per row are
         computed: [batch, vocab]. Task examples are read this way; the unembedding and bigram
         lookup cost as much as a block at vocab 2048, so skipping unread positions matters.
+
+        With `resid` ([batch, seq, d_model], the residual stream entering block `from_layer`,
+        e.g. recorded at its `resid_pre` hook point), the blocks before it are not run: many
+        edits of one layer (the report's node ablations) share the work below it.
         """
-        x = self.embed_tokens(tokens)  # [B, T, d_model]
-        for block in self.blocks:
+        if (resid is None) != (from_layer == 0):
+            raise ValueError("from_layer > 0 needs the residual stream entering it, and only it")
+        x = self.embed_tokens(tokens) if resid is None else resid  # [B, T, d_model]
+        for block in self.blocks[from_layer:]:
             x = block(x, hooks)
+        x = apply_hook(hooks, FINAL_RESID, x)  # [B, T, d_model]
         if read_positions is not None:
             rows = torch.arange(tokens.shape[0], device=tokens.device)
             read = read_positions.to(tokens.device)
             x, tokens = x[rows, read], tokens[rows, read]  # [B, d_model], [B]
         logits = self.unembed(self.final_norm(x)) + self.logits_bias  # [..., vocab]
         if self.bigram is not None:
-            logits = logits + self.bigram[tokens]
+            # F.embedding, not `self.bigram[tokens]`: the indexing's backward (index_put_ with
+            # accumulate) adds repeated tokens' rows with parallel float atomics on CPU, in a
+            # different order each run, so training was not bit-reproducible with 2+ threads.
+            # Embedding's backward gives each row to one thread, summed in token order.
+            logits = logits + F.embedding(tokens, self.bigram)
         return logits
 
     def residual_stream(self, tokens: Tensor) -> list[Tensor]:

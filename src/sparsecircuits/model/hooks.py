@@ -7,6 +7,10 @@ module-level hook state, so hooks nest and compose freely and cannot leak betwee
     rec = Recorder(match_locations(model.locations, ["*.mlp.post_act"]))
     model(tokens, hooks=rec.hooks)          # rec.acts["0.mlp.post_act"]: [batch, seq, d_mlp]
     model(tokens, hooks=compose(rec.hooks, set_nodes({"0.mlp.post_act": {7: 0.0}})))
+
+The residual stream has hook points too (`L.resid_pre`, `L.resid_mid`, `L.resid_post`,
+`final_resid`; `model.hook_points` lists them with the node locations): the same hooks record
+and patch it, but only node locations are units of a circuit (`model.locations`).
 """
 
 from __future__ import annotations
@@ -36,12 +40,9 @@ def match_locations(locations: Sequence[str], patterns: str | Iterable[str]) -> 
     return [loc for loc in locations if loc in chosen]
 
 
-def parse_node(node: str) -> tuple[str, int]:
-    """'0.mlp.post_act.460' -> ('0.mlp.post_act', 460)."""
-    location, _, index = node.rpartition(".")
-    if not location or not index.isdigit():
-        raise SparseCircuitsError(f"'{node}' is not a node name like 0.mlp.post_act.460")
-    return location, int(index)
+def apply_hook(hooks: Hooks | None, name: str, x: Tensor) -> Tensor:
+    """`hooks[name](x)` when the caller hooked `name`, else `x` unchanged."""
+    return hooks[name](x) if hooks is not None and name in hooks else x
 
 
 def compose(*hook_maps: Hooks | None) -> dict[str, Hook]:

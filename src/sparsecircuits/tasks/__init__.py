@@ -1,5 +1,5 @@
 """The task suite: binary next-token choices on Python code, the instrument circuits are
-measured with (PAPER_NOTES §4).
+measured with (docs/method.md §4).
 
 - `get_task(name)` / `all_tasks()`: tasks by name (a path ending in .jsonl is a user task);
 - `Task.splits(sizes, seed, tokenizer)`: deterministic disjoint train/val/test examples;

@@ -1,6 +1,6 @@
 """What a task is: examples (context, correct next token, wrong next token) and their splits.
 
-A task is a binary next-token choice on Python code (PAPER_NOTES §4). Built-in tasks are
+A task is a binary next-token choice on Python code (docs/method.md §4). Built-in tasks are
 generators: each template draw gives a *pair* of examples, one per class, whose contexts differ
 only in the feature the task is about (`print("abc` -> `")` and `print('abc` -> `')`), with
 the candidates swapped. Both classes are therefore exactly balanced, and so is every split,
@@ -13,7 +13,7 @@ import hashlib
 import itertools
 import random
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -41,6 +41,9 @@ class TaskExample:
     """Text that follows `correct` in the code the example was cut from. The tokenizer check
     verifies that `context + correct + continuation` really tokenizes with `correct` as the one
     token after the context, so the model is asked for a token it would actually emit."""
+    metadata: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    """Anything else a user task's line carries (`{"source": ..., "id": ...}`), shown by
+    `tasks show`; it plays no part in splits, checks or metrics."""
 
 
 @dataclass(frozen=True)
@@ -101,7 +104,7 @@ class Task(ABC):
     """A named binary next-token task; subclasses say how examples are produced."""
 
     name: ClassVar[str]
-    """Registry name (PAPER_NOTES §4 for the built-in ones)."""
+    """Registry name (docs/method.md §4 for the built-in ones)."""
     description: ClassVar[str]
     """One line: what the choice is, and the candidate tokens."""
     source: ClassVar[str] = "builtin"

@@ -11,17 +11,17 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from sparsecircuits.config import check_device_name
 from sparsecircuits.errors import TaskError
+from sparsecircuits.fileformat import write_json
 from sparsecircuits.tasks.base import SplitSizes, TaskExample, check_split
 from sparsecircuits.tasks.registry import all_tasks, get_task, get_tasks
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
-    from sparsecircuits.tasks.evaluate import TaskResult
-
 app = typer.Typer(
-    help="Binary next-token tasks on Python code (PAPER_NOTES §4): list, show, evaluate.",
+    help="Binary next-token tasks on Python code (docs/method.md §4): list, show, evaluate.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -58,6 +58,8 @@ def show_command(
     check_split(split)
     if n < 1:
         raise TaskError(f"--n must be >= 1, got {n}")
+    if lines < 1:
+        raise TaskError(f"--lines must be >= 1, got {lines}")
     if checkpoint is not None and tokenizer is not None:
         raise TaskError("give --checkpoint or --tokenizer, not both")
     tok = _load_tokenizer(checkpoint, tokenizer)
@@ -88,7 +90,8 @@ def render_example(
     lines: int,
     tokenizer: Tokenizer | None = None,
 ) -> str:
-    """The last `lines` lines of the context (`▌` marks where it ends) and the candidates."""
+    """The last `lines` lines of the context (`▌` marks where it ends), the candidates and a
+    user task's metadata."""
     context_lines = ex.context.split("\n")
     shown = context_lines[-lines:]
     out = [f"--- {split} #{index}  label {ex.label} ({class_names[ex.label]})"]
@@ -97,15 +100,28 @@ def render_example(
     out += [f"    | {line}" for line in shown[:-1]] + [f"    | {shown[-1]}▌"]
     cand = f"    correct {ex.correct!r}   wrong {ex.wrong!r}"
     if tokenizer is not None:
-        ids = tokenizer.encode(ex.context, add_special_tokens=False).ids
+        from sparsecircuits.tasks.encoding import CONTEXT_MARGIN_CHARS, context_tail
+
+        # A huge context is tokenized by its tail only (see encoding.py).
+        text = context_tail(ex.context, CONTEXT_MARGIN_CHARS)
+        ids = tokenizer.encode(text, add_special_tokens=False).ids
         tail = " ".join(repr(tokenizer.decode([i])) for i in ids[-4:])
         cid, wid = (
             tokenizer.encode(c, add_special_tokens=False).ids[0] for c in (ex.correct, ex.wrong)
         )
         cand = f"    correct {ex.correct!r} (id {cid})   wrong {ex.wrong!r} (id {wid})"
-        out.append(f"    {len(ids)} tokens, ending {tail}")
+        where = "" if text is ex.context else f" in its last {len(text)} characters"
+        out.append(f"    {len(ids)} tokens{where}, ending {tail}")
     out.append(cand)
+    if ex.metadata:
+        out.append("    " + "   ".join(f"{k} {_brief(v)}" for k, v in ex.metadata.items()))
     return "\n".join(out)
+
+
+def _brief(value: object, limit: int = 60) -> str:
+    """A metadata value as compact JSON, cut to `limit` characters."""
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _load_tokenizer(checkpoint: Path | None, tokenizer: Path | None) -> Tokenizer | None:
@@ -140,9 +156,14 @@ def eval_command(
 ) -> None:
     """Per task: task loss, two-way loss and accuracy of a checkpoint on one split."""
     from sparsecircuits.checkpoint import load_checkpoint
-    from sparsecircuits.tasks.evaluate import evaluate_tasks
+    from sparsecircuits.tasks.evaluate import evaluate_tasks, results_table
 
     check_split(split)
+    check_device_name(device, "--device", TaskError)
+    if batch_size < 1:
+        raise TaskError(f"--batch-size must be >= 1, got {batch_size}")
+    if n is not None and n < 1:
+        raise TaskError(f"--n must be >= 1, got {n}")
     chosen = get_tasks(tasks)  # unknown names fail here, before the model is loaded
     loaded = load_checkpoint(checkpoint, device=device)
     results = evaluate_tasks(
@@ -165,27 +186,4 @@ def eval_command(
             "seed": seed,
             "results": [r.to_dict() for r in results],
         }
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(doc, indent=2) + "\n")
-
-
-def results_table(results: list[TaskResult]) -> str:
-    """A plain-text table: task, n, task loss, two-way loss, accuracy (or why it did not run)."""
-    width = max([len("task")] + [len(r.task) for r in results])
-    rows = [f"{'task':<{width}}  {'n':>5}  {'task loss':>9}  {'two-way':>8}  {'accuracy':>8}"]
-    for r in results:
-        m = r.metrics
-        if m is None:
-            rows.append(f"{r.task:<{width}}  {r.error}")
-            continue
-        note = f"  ({m.n_truncated} truncated to n_ctx)" if m.n_truncated else ""
-        rows.append(
-            f"{r.task:<{width}}  {m.n:>5}  {m.task_loss:>9.4f}  {m.two_way_loss:>8.4f}  "
-            f"{m.accuracy:>8.3f}{note}"
-        )
-    scored = [r.metrics for r in results if r.metrics is not None]
-    if len(scored) > 1:
-        mean = sum(m.task_loss for m in scored) / len(scored)
-        acc = sum(m.accuracy for m in scored) / len(scored)
-        rows.append(f"{'mean':<{width}}  {'':>5}  {mean:>9.4f}  {'':>8}  {acc:>8.3f}")
-    return "\n".join(rows)
+        write_json(json_out, doc, indent=2)

@@ -5,6 +5,12 @@ must each be one token, and appending one to the context must add exactly that t
 BPE can merge across the boundary, e.g. `.` + `")` -> `.")`, and then the model would never be
 asked this question). `continuation`, when an example has one, extends the check to the code
 that follows the correct token.
+
+Only the end of a context matters (the check looks at the boundary, the model reads n_ctx
+tokens), so a long context is cut to a tail before it is tokenized: tokenizing a whole 10 MB
+line costs gigabytes. The tail is generous (`CONTEXT_MARGIN_CHARS` more than needed), so the
+tokens that matter are the ones the whole context gives: byte-level BPE never merges across
+the pre-tokenizer's word boundaries, and one lies within the margin in any real text.
 """
 
 from __future__ import annotations
@@ -22,6 +28,15 @@ from sparsecircuits.tasks.base import TaskExample
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
+CONTEXT_MARGIN_CHARS = 4096
+"""Characters kept beyond what is needed when a context is cut before tokenizing; also the
+whole tail the boundary check tokenizes."""
+
+
+def context_tail(context: str, chars: int) -> str:
+    """The last `chars` characters of a context (all of it when shorter)."""
+    return context if len(context) <= chars else context[-chars:]
+
 
 class ExampleChecker:
     """Tokenizer checks for examples, with candidate ids cached (they repeat a lot)."""
@@ -29,6 +44,15 @@ class ExampleChecker:
     def __init__(self, tokenizer: Tokenizer) -> None:
         self.tokenizer = tokenizer
         self._ids: dict[str, int | None] = {}
+        self._longest: int | None = None
+
+    @property
+    def longest_token_chars(self) -> int:
+        """Characters in the longest token (at most its bytes): n tokens never cover more
+        than n times this."""
+        if self._longest is None:
+            self._longest = max(len(t) for t in self.tokenizer.get_vocab())
+        return self._longest
 
     def candidate_id(self, text: str) -> int | None:
         """The token id of `text`, or None when it is not exactly one token."""
@@ -44,7 +68,8 @@ class ExampleChecker:
         """Per example: None if the choice is made where the context ends, else a reason."""
         texts = []
         for ex in examples:
-            texts += [ex.context, ex.context + ex.correct + ex.continuation, ex.context + ex.wrong]
+            ctx = context_tail(ex.context, CONTEXT_MARGIN_CHARS)
+            texts += [ctx, ctx + ex.correct + ex.continuation, ctx + ex.wrong]
         # One call for all examples: encode_batch has a fixed cost per call.
         encoded = [e.ids for e in self.tokenizer.encode_batch(texts, add_special_tokens=False)]
         return [self._failure(ex, *encoded[3 * i : 3 * i + 3]) for i, ex in enumerate(examples)]
@@ -145,7 +170,10 @@ def encode_examples(
             "candidates that are not single tokens in this tokenizer: "
             + ", ".join(repr(c) for c in bad)
         )
-    encoded = tokenizer.encode_batch([ex.context for ex in examples], add_special_tokens=False)
+    # Cut first: the tail still holds more than n_ctx tokens whenever the whole context does.
+    keep = None if n_ctx is None else n_ctx * checker.longest_token_chars + CONTEXT_MARGIN_CHARS
+    contexts = [ex.context if keep is None else context_tail(ex.context, keep) for ex in examples]
+    encoded = tokenizer.encode_batch(contexts, add_special_tokens=False)
     rows: list[list[int]] = []
     n_truncated = 0
     for ex, enc in zip(examples, encoded, strict=True):

@@ -157,3 +157,25 @@ def evaluate_tasks(
         metrics = evaluate_batch(logits_fn, batch, batch_size, device)
         results.append(TaskResult(task.name, task.source, split, metrics))
     return results
+
+
+def results_table(results: list[TaskResult]) -> str:
+    """A plain-text table: task, n, task loss, two-way loss, accuracy (or why it did not run)."""
+    width = max([len("task")] + [len(r.task) for r in results])
+    rows = [f"{'task':<{width}}  {'n':>5}  {'task loss':>9}  {'two-way':>8}  {'accuracy':>8}"]
+    for r in results:
+        m = r.metrics
+        if m is None:
+            rows.append(f"{r.task:<{width}}  {r.error}")
+            continue
+        note = f"  ({m.n_truncated} truncated to n_ctx)" if m.n_truncated else ""
+        rows.append(
+            f"{r.task:<{width}}  {m.n:>5}  {m.task_loss:>9.4f}  {m.two_way_loss:>8.4f}  "
+            f"{m.accuracy:>8.3f}{note}"
+        )
+    scored = [r.metrics for r in results if r.metrics is not None]
+    if len(scored) > 1:
+        mean = sum(m.task_loss for m in scored) / len(scored)
+        acc = sum(m.accuracy for m in scored) / len(scored)
+        rows.append(f"{'mean':<{width}}  {'':>5}  {mean:>9.4f}  {'':>8}  {acc:>8.3f}")
+    return "\n".join(rows)

@@ -7,7 +7,7 @@ from pathlib import Path
 from sparsecircuits.errors import TaskError
 from sparsecircuits.tasks.base import Task
 
-# The 20 tasks of PAPER_NOTES §4, in the paper's order (listing order; built-ins must match).
+# The 20 tasks of docs/method.md §4, in the paper's order (listing order; built-ins must match).
 PAPER_TASKS = (
     "single_double_quote", "final_kwarg", "set_or_string", "set_or_string_fixedvarname",
     "class_init", "with_as", "bracket_brace", "with_open", "bracket_counting", "for_while",

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import logging
+import math
 import os
 from pathlib import Path
 from typing import Annotated
@@ -11,7 +11,9 @@ from typing import Annotated
 import torch
 import typer
 
-from sparsecircuits.config import list_presets, load_config, parse_override
+from sparsecircuits.config import list_presets, load_config, parse_overrides
+from sparsecircuits.errors import ConfigError
+from sparsecircuits.train.sampling import check_sampling, generate_text
 
 ConfigOpt = Annotated[str, typer.Option("--config", "-c", help=f"Preset ({', '.join(list_presets())}) or YAML file.")]
 
@@ -28,7 +30,9 @@ def train_command(
     """Train a weight-sparse (or dense) GPT on Python code."""
     from sparsecircuits.train.trainer import train
 
-    overrides = dict(parse_override(s) for s in (set_ or []))
+    if stop_below is not None and not math.isfinite(stop_below):
+        raise ConfigError(f"--stop-below must be a finite number, got {stop_below}")
+    overrides = parse_overrides(set_)
     if device:
         overrides["train.device"] = device
     cfg = load_config(config, overrides)
@@ -49,8 +53,12 @@ def eval_command(
     from dataclasses import asdict
 
     from sparsecircuits.checkpoint import load_checkpoint
+    from sparsecircuits.errors import SparseCircuitsError
+    from sparsecircuits.fileformat import write_json
     from sparsecircuits.train.inspect import inspect_model
 
+    if batches is not None and batches < 1:
+        raise SparseCircuitsError(f"--batches must be >= 1, got {batches}")
     loaded = load_checkpoint(checkpoint)
     report = inspect_model(loaded, batches)
     print(f"checkpoint {loaded.path} (step {loaded.meta.get('step')})")
@@ -67,7 +75,7 @@ def eval_command(
     print("\nresidual-stream kurtosis (Gaussian = 3), before each block and after the last:")
     print("  " + "  ".join(f"{k:.1f}" for k in report.kurtosis))
     if json_out:
-        json_out.write_text(json.dumps(asdict(report), indent=2) + "\n")
+        write_json(json_out, asdict(report), indent=2)
 
 
 def sample_command(
@@ -81,21 +89,9 @@ def sample_command(
     """Generate a continuation of a prompt."""
     from sparsecircuits.checkpoint import load_checkpoint
 
+    check_sampling(tokens, temperature, top_k, seed)  # before loading the model
     loaded = load_checkpoint(checkpoint)
     print(generate_text(loaded, prompt, tokens, temperature, top_k, seed))
-
-
-def generate_text(loaded, prompt: str, tokens: int, temperature: float, top_k: int | None,
-                  seed: int, hooks=None) -> str:
-    """Prompt + sampled continuation, decoded."""
-    ids = loaded.tokenizer.encode(prompt).ids
-    if not ids:
-        from sparsecircuits.errors import SparseCircuitsError
-
-        raise SparseCircuitsError("--prompt must not be empty")
-    gen = torch.Generator().manual_seed(seed)
-    out = loaded.model.generate(torch.tensor([ids]), tokens, temperature, top_k, hooks, gen)
-    return loaded.tokenizer.decode(out[0].tolist())
 
 
 def register(app: typer.Typer) -> None:

@@ -1,4 +1,4 @@
-"""Weight sparsity (PAPER_NOTES §3): after every optimiser step, keep only the
+"""Weight sparsity (docs/method.md §3): after every optimiser step, keep only the
 largest-magnitude entries of every sparse matrix.
 
 Every weight matrix and bias keeps the same fraction of nonzeros: embedding, unembedding,
@@ -10,6 +10,11 @@ A neuron or channel is never left with fewer than `min_per_node` (j) nonzero wei
 top-j entries of each row and column along a node axis are kept first, then the rest of the
 budget goes to the largest remaining entries. When j x nodes exceeds the budget the matrix
 keeps more than its target; `project_` reports that excess rather than hiding it.
+
+Weight gradients (`sparsity.regrow_every`, docs/sparse-kernels.md): the paper takes a dense
+gradient every step, so any weight can enter the support at the next projection (R = 0).
+With R > 0, matrices running on the sparse kernels compute their gradient on the support only
+(work follows the nonzeros) and a dense one every R steps, when new weights may enter.
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-DENSE_PARAMETERS = ("bigram",)
+from sparsecircuits.kernels import SparseLinear, projection
+from sparsecircuits.model.roles import parameter_role
 
 
 @dataclass(frozen=True)
@@ -33,18 +39,13 @@ class SparseParam:
 
 
 def sparse_parameters(model: nn.Module) -> list[SparseParam]:
-    """The parameters the projection applies to, in a fixed order."""
+    """The parameters the projection applies to, in parameter order, with their node axes:
+    both as declared by their role (`sparsecircuits.model.roles`)."""
     out = []
     for name, p in model.named_parameters():
-        if name in DENSE_PARAMETERS or name.endswith("norm.weight") or name.endswith("sink"):
-            continue
-        if name in ("embed.weight", "pos_embed.weight", "unembed.weight"):
-            axes: tuple[int, ...] = (1,)  # [rows, d_model]: rows are tokens, columns channels
-        elif p.ndim == 2:
-            axes = (0, 1)  # Linear [out, in]: both are neurons/channels
-        else:
-            axes = ()
-        out.append(SparseParam(name, p, axes))
+        role = parameter_role(name)
+        if role.sparse:
+            out.append(SparseParam(name, p, role.node_axes))
     return out
 
 
@@ -114,26 +115,47 @@ class ProjectionStats:
 
 
 @torch.no_grad()
-def project_(params: list[SparseParam], fraction: float, j: int) -> ProjectionStats:
-    """Zero all but the top fraction (by magnitude) of each parameter, in place."""
+def project_(params: list[SparseParam], fraction: float, j: int,
+             fast: bool = False) -> ProjectionStats:
+    """Zero all but the top fraction (by magnitude) of each parameter, in place.
+
+    With `fast`, CPU float32 matrices are projected by the C++ kernel (one pass per matrix,
+    `sparsecircuits.kernels.projection`), which keeps the same entries.
+    """
     kept = target = 0
     over: dict[str, int] = {}
     for sp in params:
-        w = sp.param.data
+        w = sp.param  # in place on the parameter itself, so its version counter moves and
+        # the sparse kernels' cached index of its nonzeros is rebuilt
         k = keep_count(w.numel(), fraction)
         target += k
         if k >= w.numel():
             kept += w.numel()
             continue
-        mask = sparsity_mask(w, k, sp.node_axes, j)
-        n = int(mask.sum())
+        if fast and projection.applies(w):
+            n = projection.project_weight_(w, k, sp.node_axes, j)
+        else:
+            mask = sparsity_mask(w, k, sp.node_axes, j)
+            n = int(mask.sum())
+            w.mul_(mask)
         kept += n
         if n > k:
             over[sp.name] = n - k
-        w.mul_(mask)
     return ProjectionStats(kept=kept, target=target, over_target=over)
 
 
 def nonzeros(params: list[SparseParam]) -> dict[str, int]:
     """Nonzero entries per sparse parameter."""
     return {sp.name: int(sp.param.detach().count_nonzero()) for sp in params}
+
+
+def dense_gradient_step(step: int, regrow_every: int) -> bool:
+    """Whether this step takes the dense weight gradient (every step when regrow_every is 0)."""
+    return regrow_every <= 0 or step % regrow_every == 0
+
+
+def set_weight_gradient(model: nn.Module, dense: bool) -> None:
+    """Choose, for every sparse-kernel linear layer, a dense or a support-only weight gradient."""
+    for module in model.modules():
+        if isinstance(module, SparseLinear):
+            module.weight_grad = "dense" if dense else "support"

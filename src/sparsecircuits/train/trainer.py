@@ -28,10 +28,19 @@ from sparsecircuits.config import RunConfig
 from sparsecircuits.data.prepare import PreparedData, prepare_data
 from sparsecircuits.data.shards import TokenShard, get_batch, iter_eval_batches
 from sparsecircuits.data.tokenizer import load_tokenizer
-from sparsecircuits.errors import CheckpointError, ConfigError
+from sparsecircuits.errors import CheckpointError, ConfigError, TrainingError
+from sparsecircuits.fileformat import atomic_write_text, check_writable_dir, dumps_strict
 from sparsecircuits.model.gpt import GPT
+from sparsecircuits.model.roles import parameter_role
 from sparsecircuits.train import schedule
-from sparsecircuits.train.sparsity import nonzeros, project_, sparse_parameters
+from sparsecircuits.train.memory import check_run_memory
+from sparsecircuits.train.sparsity import (
+    dense_gradient_step,
+    nonzeros,
+    project_,
+    set_weight_gradient,
+    sparse_parameters,
+)
 
 log = logging.getLogger(__name__)
 METRICS_FILE = "metrics.jsonl"
@@ -80,14 +89,18 @@ def resolve_device(requested: str, info: DistInfo) -> torch.device:
 
 
 def build_optimizer(model: GPT, cfg: RunConfig) -> torch.optim.AdamW:
-    """AdamW; decay on matrices only (not on norm gains, biases, sinks or the logits bias)."""
+    """AdamW; decay as each parameter's role says (`model.roles`): matrices, not norm gains,
+    biases, sinks or the logits bias."""
     o = cfg.optim
-    decay = [p for n, p in model.named_parameters() if p.ndim == 2]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim != 2]
+    params = list(model.named_parameters())
+    decay = [p for n, p in params if parameter_role(n).weight_decay]
+    no_decay = [p for n, p in params if not parameter_role(n).weight_decay]
     groups = [{"params": decay, "weight_decay": o.weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
+    # fused: one pass per tensor; on CPU ~10x faster than foreach (measured: 89 vs 1032 ms for
+    # 21M parameters, 2 threads), which matters once the sparse kernels make matmuls cheap.
     return torch.optim.AdamW(groups, lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps,
-                             foreach=True)
+                             fused=True)
 
 
 def clip_grad_rms_(params: list[torch.nn.Parameter], max_rms: float) -> float:
@@ -114,7 +127,7 @@ def evaluate_loss(model: torch.nn.Module, shard: TokenShard, cfg: RunConfig, dev
     return total / max(1, count)
 
 
-def _optimizer_tensors(model: GPT, opt: torch.optim.AdamW) -> dict[str, torch.Tensor]:
+def optimizer_tensors(model: torch.nn.Module, opt: torch.optim.AdamW) -> dict[str, torch.Tensor]:
     """AdamW state keyed by parameter name (safetensors, not pickle)."""
     out: dict[str, torch.Tensor] = {}
     for name, p in model.named_parameters():
@@ -127,17 +140,50 @@ def _optimizer_tensors(model: GPT, opt: torch.optim.AdamW) -> dict[str, torch.Te
     return out
 
 
-def _restore_optimizer(model: GPT, opt: torch.optim.AdamW, tensors: dict[str, torch.Tensor]) -> None:
+def restore_optimizer(
+    model: torch.nn.Module, opt: torch.optim.AdamW, tensors: dict[str, torch.Tensor], where: Path
+) -> None:
+    """Put saved AdamW moments and the RNG state back, after checking every tensor.
+
+    A damaged trainer.safetensors (a moment of the wrong shape, NaN, an RNG state of the wrong
+    size) is a one-line CheckpointError, and nothing is restored unless all of it is usable.
+    """
+    restored, known = {}, {"rng.torch"}
+    # Where torch's own load_state_dict would put each value: moments like the parameter,
+    # the step count on the parameter's device only for fused or capturable AdamW.
+    on_device = any(g.get("fused") or g.get("capturable") for g in opt.param_groups)
     for name, p in model.named_parameters():
-        if f"exp_avg.{name}" not in tensors:
-            continue
-        opt.state[p] = {
-            "step": tensors[f"step.{name}"].reshape(()).clone(),
-            "exp_avg": tensors[f"exp_avg.{name}"].to(p.device).clone(),
-            "exp_avg_sq": tensors[f"exp_avg_sq.{name}"].to(p.device).clone(),
-        }
-    if "rng.torch" in tensors:
-        torch.set_rng_state(tensors["rng.torch"])
+        keys = [f"exp_avg.{name}", f"exp_avg_sq.{name}", f"step.{name}"]
+        present = [k in tensors for k in keys]
+        if not any(present):
+            continue  # a parameter that never had a gradient has no AdamW state
+        if not all(present):
+            missing = [k for k, ok in zip(keys, present, strict=True) if not ok]
+            raise CheckpointError(f"{where}: optimizer state of {name} lacks {missing}")
+        known.update(keys)
+        exp_avg, exp_avg_sq, count = (tensors[k] for k in keys)
+        ckpt.check_tensor(exp_avg, keys[0], p.shape, where)
+        ckpt.check_tensor(exp_avg_sq, keys[1], p.shape, where)
+        ckpt.check_tensor(count, keys[2], (1,), where)
+        if bool((exp_avg_sq < 0).any()) or float(count) < 0:
+            raise CheckpointError(f"{where}: optimizer state of {name} has negative entries")
+        count = count.reshape(()).to(torch.float32).clone()
+        restored[p] = {"step": count.to(p.device) if on_device else count,
+                       "exp_avg": exp_avg.to(p.device, p.dtype).clone(),
+                       "exp_avg_sq": exp_avg_sq.to(p.device, p.dtype).clone()}  # fmt: skip
+    unexpected = sorted(set(tensors) - known)
+    if unexpected:
+        raise CheckpointError(f"{where}: unexpected tensors {unexpected[:3]}")
+    rng, expected = tensors.get("rng.torch"), torch.get_rng_state()
+    if rng is None or rng.dtype != expected.dtype or rng.shape != expected.shape:
+        got = "none" if rng is None else f"{rng.dtype} {tuple(rng.shape)}"
+        raise CheckpointError(f"{where}: RNG state rng.torch is {got}, expected "
+                              f"{expected.dtype} {tuple(expected.shape)}")  # fmt: skip
+    try:
+        torch.set_rng_state(rng)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{where}: RNG state rng.torch is invalid: {exc}") from None
+    opt.state.update(restored)
 
 
 class MetricsLog:
@@ -146,23 +192,54 @@ class MetricsLog:
     def __init__(self, path: Path, enabled: bool):
         self.path, self.enabled = path, enabled
 
-    def truncate_after(self, step: int) -> None:
-        """On resume, drop lines logged after the checkpoint we continue from."""
+    def lines_through(self, step: int) -> list[str]:
+        """The lines logged up to `step` (the checkpoint a resume continues from).
+
+        A last line cut short (a kill or a full disk during the append) is dropped: its step
+        comes after the checkpoint anyway. Any other unreadable line is a CheckpointError.
+        """
         if not self.enabled or not self.path.exists():
-            return
-        lines = [ln for ln in self.path.read_text().splitlines()
-                 if ln.strip() and json.loads(ln).get("step", 0) <= step]
-        self.path.write_text("".join(ln + "\n" for ln in lines))
+            return []
+        try:
+            lines = self.path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CheckpointError(f"{self.path} cannot be read: {exc}") from None
+        while lines and not lines[-1].strip():
+            lines.pop()
+        kept = []
+        for number, line in enumerate(lines, 1):
+            try:
+                record = json.loads(line)
+                logged = record["step"]
+                if isinstance(logged, bool) or not isinstance(logged, int):
+                    raise TypeError
+            except (ValueError, TypeError, KeyError, RecursionError):
+                if number == len(lines):
+                    log.warning("%s: dropping its last line, cut short", self.path)
+                    break
+                raise CheckpointError(
+                    f"{self.path} line {number} is not a metrics record; fix or remove it"
+                ) from None
+            if logged <= step:
+                kept.append(line)
+        return kept
+
+    def rewrite(self, lines: list[str]) -> None:
+        """Replace the log with `lines` (on resume: `lines_through(step)`), atomically."""
+        if self.enabled:
+            atomic_write_text(self.path, "".join(ln + "\n" for ln in lines))
 
     def write(self, record: dict[str, Any]) -> None:
         if self.enabled:
-            with open(self.path, "a") as f:
-                f.write(json.dumps(record) + "\n")
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(dumps_strict(record, indent=None) + "\n")
 
 
-def _check_out_dir(out_dir: Path, cfg: RunConfig, resume: bool) -> None:
-    existing = out_dir / ckpt.CHECKPOINT_DIR
-    has_ckpt = existing.exists() or (out_dir / f".{ckpt.CHECKPOINT_DIR}.old").exists()
+def _check_out_dir(out_dir: Path, cfg: RunConfig, resume: bool, is_main: bool = True) -> None:
+    """Refuse an output directory we could not write, or whose checkpoint we would clobber,
+    before any work (data preparation can take minutes)."""
+    check_writable_dir(out_dir, "run directory", CheckpointError)
+    has_ckpt = ckpt.run_has_checkpoint(out_dir)
     if has_ckpt and not resume:
         raise CheckpointError(
             f"{out_dir} already holds a checkpoint; pass --resume to continue it or choose another --out"
@@ -170,6 +247,8 @@ def _check_out_dir(out_dir: Path, cfg: RunConfig, resume: bool) -> None:
     if resume:
         if not has_ckpt:
             raise CheckpointError(f"--resume: {out_dir} holds no checkpoint to resume")
+        if is_main:  # rank 0 is its writer: finish a swap a kill interrupted (others only read)
+            ckpt.recover(out_dir / ckpt.CHECKPOINT_DIR)
         saved = ckpt.read_config(ckpt.resolve(out_dir))
         if saved.to_dict() != cfg.to_dict():
             raise CheckpointError(
@@ -200,15 +279,11 @@ def train(
     if t.batch_size % info.world_size:
         raise ConfigError(f"train.batch_size ({t.batch_size}) must be divisible by the "
                           f"number of processes ({info.world_size})")
-    _check_out_dir(out_dir, cfg, resume)
+    check_run_memory(cfg.model, t.batch_size, info.world_size, device)
+    _check_out_dir(out_dir, cfg, resume, info.is_main)
 
-    data = _prepare_data_once(cfg, info)
-    tokenizer = load_tokenizer(data.tokenizer_path)
-    if tokenizer.get_vocab_size() != cfg.model.vocab_size:
-        raise ConfigError(f"tokenizer has {tokenizer.get_vocab_size()} tokens, "
-                          f"model.vocab_size is {cfg.model.vocab_size}")
-    train_shard, val_shard = TokenShard(data.shards["train"]), TokenShard(data.shards["val"])
-
+    # Model, optimizer and (on resume) the checkpoint first: a damaged checkpoint is an error
+    # before data preparation, not after it. (Data preparation does not use torch's RNG.)
     torch.manual_seed(t.seed)
     model = GPT(cfg.model).to(device)
     opt = build_optimizer(model, cfg)
@@ -216,12 +291,20 @@ def train(
     start = 0
     metrics = MetricsLog(out_dir / METRICS_FILE, info.is_main)
     if resume:
-        path = ckpt.resolve(out_dir)
-        ckpt.load_state_into(model, ckpt.load_tensors(path / "model.safetensors"), path)
-        tensors, state = ckpt.load_trainer_state(path)
-        _restore_optimizer(model, opt, tensors)
-        start = int(state["step"])
-        metrics.truncate_after(start)
+        saved = ckpt.load_resume_state(out_dir)
+        ckpt.load_state_into(model, saved.weights, saved.path / "model.safetensors")
+        restore_optimizer(model, opt, saved.tensors, saved.path / "trainer.safetensors")
+        start = saved.step
+        kept_metrics = metrics.lines_through(start)
+
+    data = _prepare_data_once(cfg, info)
+    tokenizer = load_tokenizer(data.tokenizer_path)
+    if tokenizer.get_vocab_size() != cfg.model.vocab_size:
+        raise ConfigError(f"tokenizer has {tokenizer.get_vocab_size()} tokens, "
+                          f"model.vocab_size is {cfg.model.vocab_size}")
+    train_shard, val_shard = TokenShard(data.shards["train"]), TokenShard(data.shards["val"])
+    if resume:
+        metrics.rewrite(kept_metrics)
         log.info("resuming %s at step %d", out_dir, start)
     out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -240,7 +323,7 @@ def train(
         if stopped:
             meta["stopped_below"] = stop_below
         return ckpt.write_checkpoint(out_dir / ckpt.CHECKPOINT_DIR, cfg, model.state_dict(),
-                                     tokenizer.to_str(), meta, _optimizer_tensors(model, opt),
+                                     tokenizer.to_str(), meta, optimizer_tensors(model, opt),
                                      trainer_json)
 
     final = out_dir / ckpt.CHECKPOINT_DIR
@@ -254,19 +337,22 @@ def train(
             group["lr"] = lr
         batch = get_batch(train_shard, t.batch_size, cfg.model.n_ctx, t.seed, step,
                           info.rank, info.world_size).to(device)  # [local_batch, n_ctx + 1]
+        set_weight_gradient(model, dense_gradient_step(step, cfg.sparsity.regrow_every))
         logits = net(batch[:, :-1])  # [local_batch, n_ctx, vocab]
         loss = F.cross_entropy(logits.flatten(0, 1), batch[:, 1:].flatten())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         grad_rms = clip_grad_rms_(list(model.parameters()), cfg.optim.grad_clip_rms)
         opt.step()
-        proj = project_(sparse, fraction, cfg.sparsity.min_per_node)
+        proj = project_(sparse, fraction, cfg.sparsity.min_per_node,
+                        fast=cfg.model.kernels != "dense")
 
         loss_value = float(loss.detach())
         if info.world_size > 1:
             reduced = torch.tensor([loss_value], device=device)
             dist.all_reduce(reduced)
             loss_value = float(reduced) / info.world_size
+        _check_finite(step + 1, loss=loss_value, grad_rms=grad_rms)
         window_tokens += local_batch * cfg.model.n_ctx * info.world_size
         elapsed = time.perf_counter() - window_start
         record = {"step": step + 1, "loss": loss_value, "lr": lr, "weight_fraction": fraction,
@@ -279,6 +365,7 @@ def train(
         if done % t.eval_every == 0 or done == t.steps:
             val_loss = evaluate_loss(model, val_shard, cfg, device)
             record["val_loss"] = val_loss
+            _check_finite(done, val_loss=val_loss)
             stopped = stop_below is not None and val_loss <= stop_below
         metrics.write(record)
         bar.update(1)
@@ -286,7 +373,10 @@ def train(
                         L0=proj.kept, val=f"{val_loss:.3f}")
         if done % 20 == 0:
             window_start, window_tokens = time.perf_counter(), 0
-        if (done % t.checkpoint_every == 0 or done == t.steps or stopped) and info.is_main:
+        due = done % t.checkpoint_every == 0 or done == t.steps or stopped
+        if due:  # every rank checks (same weights), so all stop together
+            _check_weights_finite(done, model)
+        if due and info.is_main:
             final = save(done)
         if info.world_size > 1 and (done % t.checkpoint_every == 0 or stopped):
             dist.barrier()
@@ -299,6 +389,24 @@ def train(
     if info.world_size > 1:
         dist.barrier()
     return TrainResult(checkpoint=final, val_loss=val_loss, steps=done)
+
+
+def _check_finite(step: int, **values: float) -> None:
+    """TrainingError if a loss or gradient norm of this step is NaN or infinite: the run has
+    diverged, and its weights must not be written over the last good checkpoint."""
+    for name, value in values.items():
+        if not math.isfinite(value):
+            raise TrainingError(
+                f"training diverged at step {step}: {name} is {value}; nothing was saved for "
+                "this step (the last checkpoint, if any, is kept); lower optim.lr or raise "
+                "optim.eps"
+            )
+
+
+def _check_weights_finite(step: int, model: torch.nn.Module) -> None:
+    for name, p in model.named_parameters():
+        if not bool(torch.isfinite(p).all()):
+            _check_finite(step, **{f"a weight of {name}": float("nan")})
 
 
 def _prepare_data_once(cfg: RunConfig, info: DistInfo) -> PreparedData:

@@ -1,6 +1,6 @@
-"""The circuit viewer (DESIGN.md stage 6): see a circuit the way the paper draws one, and poke it.
+"""The circuit viewer (docs/architecture.md stage 6): see a circuit the way the paper draws one, and poke it.
 
-    circuit_file.py  reading circuit.json (the one place that knows its layout)
+    circuit_adapter.py  a circuit (read by circuits/circuit_file.py) as the viewer shows it
     workspace.py     models and circuits under an artifacts directory; path checks; model LRU
     node_stats.py    a node on pretraining text (snippets, histogram, mean), on the task, on
                      typed text; its direct logit effect

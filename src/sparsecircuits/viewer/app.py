@@ -15,13 +15,17 @@ Routes (every model / circuit is named by its path relative to the artifacts dir
                                 model or (mode=circuit) in the circuit alone
     POST /api/steer             {model|circuit, prompt, interventions, tokens} -> two generations
 
-Errors are JSON `{"error": message}`: 400 bad input, 403 a path outside the artifacts
-directory, 404 an unknown model / circuit / node, 422 a malformed request body.
+Errors are JSON `{"error": message}`: 400 bad input or a Host header that is not a loopback
+name (see `guards`), 403 a path outside the artifacts directory, 404 an unknown model / circuit
+/ node, 413 a request body over `guards.MAX_BODY_BYTES`, 422 a malformed request body, 500 a
+bug (the message names only the exception type; the details go to the server's log).
 """
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -32,13 +36,16 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from sparsecircuits.config import MAX_SEED
 from sparsecircuits.errors import SparseCircuitsError
+from sparsecircuits.fileformat import strict_json_value
 from sparsecircuits.tasks import all_tasks
-from sparsecircuits.viewer.circuit_file import CircuitFile
+from sparsecircuits.viewer.circuit_adapter import ViewedCircuit
+from sparsecircuits.viewer.guards import BodyLimit, HostCheck, allowed_hosts
 from sparsecircuits.viewer.interventions import needs_means, parse_interventions
 from sparsecircuits.viewer.node_stats import UnknownNodeError, check_node, text_activations
 from sparsecircuits.viewer.panels import circuit_view, intervention_result, node_panel
-from sparsecircuits.viewer.steer import MAX_NEW_TOKENS, steer
+from sparsecircuits.viewer.steer import MAX_NEW_TOKENS, MAX_TEMPERATURE, steer
 from sparsecircuits.viewer.workspace import (
     MAX_TASK_EXAMPLES,
     ModelHandle,
@@ -75,7 +82,7 @@ class InterventionItem(BaseModel):
 
     node: str = Field(max_length=200)
     op: str = Field(max_length=20)
-    value: float | None = None
+    value: float | None = Field(default=None, allow_inf_nan=False)
 
 
 class InterveneBody(_Body):
@@ -89,17 +96,34 @@ class SteerBody(_Body):
     prompt: Text
     interventions: list[InterventionItem] = Field(default_factory=list, max_length=64)
     tokens: int = Field(default=32, ge=1, le=MAX_NEW_TOKENS)
-    temperature: float = Field(default=0.0, ge=0.0, le=10.0)
-    seed: int = Field(default=0, ge=0)
+    temperature: float = Field(default=0.0, ge=0.0, le=MAX_TEMPERATURE, allow_inf_nan=False)
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)
+
+
+class StrictJSONResponse(JSONResponse):
+    """JSON with NaN / inf as null (e.g. the loss of a circuit whose logits overflow): a
+    number JSON cannot spell must not turn an answer into a 500."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(strict_json_value(content), allow_nan=False,
+                          separators=(",", ":")).encode()
 
 
 def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-def create_app(workspace: Workspace) -> FastAPI:
-    """The FastAPI app serving one artifacts directory."""
-    app = FastAPI(title="sparsecircuits viewer", docs_url=None, redoc_url=None, openapi_url=None)
+def create_app(workspace: Workspace, hosts: Iterable[str] = ()) -> FastAPI:
+    """The FastAPI app serving one artifacts directory.
+
+    It answers requests addressed to a loopback name (127.0.0.1, localhost, [::1]) or to one
+    of `hosts` (the name it was started on), whatever the port.
+    """
+    app = FastAPI(title="sparsecircuits viewer", docs_url=None, redoc_url=None, openapi_url=None,
+                  default_response_class=StrictJSONResponse)
+    # The last added runs first: the Host check, then the body limit, then FastAPI.
+    app.add_middleware(BodyLimit)
+    app.add_middleware(HostCheck, hosts=allowed_hosts(hosts))
     ws = workspace
 
     # The most specific class wins (handlers are looked up along the exception's MRO), so
@@ -126,12 +150,13 @@ def create_app(workspace: Workspace) -> FastAPI:
 
     @app.exception_handler(Exception)
     async def _internal(_: Request, exc: Exception) -> JSONResponse:
+        # The message of an unexpected exception may hold any path: it goes to the log only.
         logger.exception("viewer: internal error")
-        return _error(500, f"internal error: {type(exc).__name__}: {exc}")
+        return _error(500, f"internal error ({type(exc).__name__}); see the server's log")
 
     def target(
         model: str | None, circuit: str | None
-    ) -> tuple[ModelHandle, CircuitFile | None, list[str]]:
+    ) -> tuple[ModelHandle, ViewedCircuit | None, list[str]]:
         """The model a request is about: the circuit's model, or the named one."""
         if circuit:
             c = ws.circuit(circuit)

@@ -21,8 +21,14 @@ def serve_command(
     host: Annotated[str, typer.Option(help="Interface to bind; the viewer has no authentication.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8765,
     windows: WindowsOpt = 64,
+    allow_host: Annotated[list[str] | None, typer.Option(help="Another name the browser may use in the address (the Host header), e.g. this machine's name when binding 0.0.0.0; loopback names and --host are always accepted (repeatable).")] = None,
 ) -> None:
-    """Serve the circuit viewer (graph, node panels, live interventions) on a local port."""
+    """Serve the circuit viewer (graph, node panels, live interventions) on a local port.
+
+    Only requests addressed to 127.0.0.1, localhost, [::1], --host or an --allow-host name are
+    answered (so a web page cannot reach the viewer by DNS rebinding); bodies over 1 MiB are
+    refused; nothing outside --artifacts is read.
+    """
     import uvicorn
 
     from sparsecircuits.viewer.app import create_app
@@ -36,8 +42,9 @@ def serve_command(
     workspace = Workspace(artifacts, StatsConfig(windows=windows))
     if not _is_loopback(host):
         print(f"warning: binding {host}: anyone who can reach this address can use the viewer")
+    hosts = [host, *(allow_host or [])]
     print(f"serving {workspace.root} at http://{host}:{port}/  (Ctrl-C to stop)")
-    uvicorn.run(create_app(workspace), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(workspace, hosts), host=host, port=port, log_level="warning")
 
 
 def _is_loopback(host: str) -> bool:
@@ -51,7 +58,7 @@ def _is_loopback(host: str) -> bool:
 
 def report_command(
     circuit: Annotated[Path, typer.Argument(help="A circuit.json file.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="HTML file to write.")] = Path("circuit.html"),
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="HTML file to write (in a directory: <circuit name>.html there); default: beside the circuit's directory, e.g. circuits/<run>/<task>.html. Only a previous report is ever overwritten.")] = None,
     model: Annotated[Path | None, typer.Option(help="Checkpoint (default: the one the circuit names).")] = None,
     windows: WindowsOpt = 64,
     n: ExamplesOpt = 32,
@@ -62,6 +69,8 @@ def report_command(
 
     if windows < 1 or n < 1:
         raise SparseCircuitsError("--windows and --n must be >= 1")
+    if out is None:  # circuits/<run>/<task>/circuit.json -> circuits/<run>/<task>.html
+        out = circuit.parent.parent if circuit.name == "circuit.json" else circuit.parent
     path = write_report(circuit, out, model, StatsConfig(windows=windows, top_k=6), n)
     print(f"wrote {path} ({path.stat().st_size / 1e3:.0f} kB)")
 
@@ -80,16 +89,22 @@ def steer_command(
     windows: WindowsOpt = 64,
 ) -> None:
     """Generate text without and with an intervention on nodes (greedy by default)."""
-    from sparsecircuits.checkpoint import load_checkpoint
+    from sparsecircuits.checkpoint import content_hash, load_checkpoint
+    from sparsecircuits.circuits.ablation import pretraining_means
+    from sparsecircuits.model.locations import parse_node
     from sparsecircuits.viewer.interventions import needs_means, parse_interventions
-    from sparsecircuits.viewer.node_stats import CorpusActivations, StatsConfig, val_tokens
-    from sparsecircuits.viewer.steer import steer
+    from sparsecircuits.viewer.steer import check_settings, steer
 
     chosen = [opt for opt, v in (("--scale", scale), ("--clamp", clamp), ("--ablate", ablate)) if v is not None]
     if len(chosen) != 1:
         raise SparseCircuitsError("give exactly one of --scale, --clamp, --ablate")
     if ablate is not None and ablate not in ("mean", "zero"):
         raise SparseCircuitsError(f"--ablate must be 'mean' or 'zero', got {ablate!r}")
+    if windows < 1:
+        raise SparseCircuitsError(f"--windows must be >= 1, got {windows}")
+    check_settings(prompt, tokens, temperature, top_k, seed)
+    for name in node:
+        parse_node(name)
     op, value = (
         ("scale", scale) if scale is not None
         else ("clamp", clamp) if clamp is not None
@@ -98,9 +113,8 @@ def steer_command(
     loaded = load_checkpoint(checkpoint)
     ivs = parse_interventions([{"node": n, "op": op, "value": value} for n in node], loaded.model)
     means = None
-    if needs_means(ivs):
-        stats = StatsConfig(windows=windows)
-        means = CorpusActivations(loaded.model, val_tokens(loaded, windows), stats).means()
+    if needs_means(ivs):  # the pruner's means: its cache, or computed its way over `windows`
+        means, _ = pretraining_means(loaded, content_hash(loaded.path), windows)
     result = steer(loaded, prompt, ivs, tokens, temperature, top_k, seed, means)
     if op == "scale":
         what = f"scaled by {value:g}"

@@ -4,8 +4,9 @@ An intervention list `[{"node": "0.mlp.post_act.460", "op": "scale", "value": -1
 becomes one hook map (`model.hooks.set_nodes` / `scale_nodes`) that applies at every token
 position; `compare` runs the task examples through the model with and without it and returns
 the task metrics and each example's p(correct), p(wrong) both ways. In circuit mode both runs
-are of the circuit alone (`circuit_hooks`: every other node at its ablation value, logits
-calibrated as the pruner did), so an ablation shows what a node does inside the circuit.
+are of the circuit alone, with the pruner's own mechanisms (`masks.masked_hooks`: every other
+node at its ablation value; `discretize.calibrate_logits`: the circuit's logit calibration), so
+an ablation shows what a node does inside the circuit and the baseline is the pruner's number.
 """
 
 from __future__ import annotations
@@ -18,9 +19,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from sparsecircuits.circuits.discretize import calibrate_logits
+from sparsecircuits.circuits.masks import MaskLayout, masked_hooks
 from sparsecircuits.errors import SparseCircuitsError
+from sparsecircuits.fileformat import strict_json_value
 from sparsecircuits.model.gpt import GPT
-from sparsecircuits.model.hooks import Hook, compose, parse_node, scale_nodes, set_nodes
+from sparsecircuits.model.hooks import Hook, compose, scale_nodes, set_nodes
+from sparsecircuits.model.locations import parse_node
 from sparsecircuits.tasks.encoding import TaskBatch
 from sparsecircuits.tasks.metrics import (
     accuracy,
@@ -111,27 +116,12 @@ def needs_means(interventions: Sequence[Intervention]) -> bool:
 def circuit_hooks(
     model: GPT, nodes: Sequence[str], values: Mapping[str, Tensor]
 ) -> dict[str, Hook]:
-    """The circuit alone: every node not in `nodes` replaced by its ablation value, at every
-    location and position (the pruner's view of a circuit; `values[location]` is [width])."""
-    keep = {loc: torch.zeros(w, dtype=torch.bool) for loc, w in model.location_width.items()}
+    """The circuit alone, as the pruner runs it (`masks.masked_hooks`): every node not in
+    `nodes` replaced by its ablation value `values[location]` ([width]) at every position."""
     for node in nodes:
-        location, index = check_node(model, node)
-        keep[location][index] = True
-
-    def make(mask: Tensor, value: Tensor) -> Hook:
-        def hook(x: Tensor) -> Tensor:
-            return torch.where(mask.to(x.device), x, value.to(x))
-
-        return hook
-
-    return {loc: make(keep[loc], values[loc].float()) for loc in model.locations}
-
-
-def calibrate(last: Tensor, batch: TaskBatch, scale: float, shift: float) -> Tensor:
-    """The pruner's calibration: scale * logits, + shift on each row's two candidate logits."""
-    ids = torch.stack([batch.correct_id, batch.wrong_id], 1).to(last.device)  # [N, 2]
-    bump = torch.zeros_like(last).scatter(1, ids, 1.0)  # [N, V]
-    return last * scale + shift * bump
+        check_node(model, node)  # a clear error for a node the model lacks
+    layout = MaskLayout.for_model(model)
+    return masked_hooks(layout, layout.unit_gates_for_nodes(nodes), values)
 
 
 @torch.no_grad()
@@ -145,16 +135,26 @@ def score(
     device = next(model.parameters()).device
     b = batch.to(device)
     last = last_position_logits(model(b.tokens, hooks), b.lengths).float()  # [N, V]
+    return score_logits(last, b, calibration)
+
+
+def score_logits(
+    last: Tensor, b: TaskBatch, calibration: tuple[float, float] | None = None
+) -> dict[str, Any]:
+    """`score` from the logits at the choice positions, last [N, vocab], of batch `b` (on the
+    logits' device)."""
     if calibration is not None:
-        last = calibrate(last, b, *calibration)
+        last = calibrate_logits(last, b, *calibration)
     probs = choice_logits(last.softmax(-1), b)  # [N, 2]
-    return {
+    # An extreme clamp or calibration can overflow: such a number is shown as null (JSON has no
+    # NaN), not a failed request.
+    return strict_json_value({
         "task_loss": float(task_loss(last, b)),
         "two_way_loss": float(two_way_loss(last, b)),
         "accuracy": float(accuracy(last, b)),
         "p_correct": [float(f"{p:.4g}") for p in probs[:, 0].tolist()],
         "p_wrong": [float(f"{p:.4g}") for p in probs[:, 1].tolist()],
-    }
+    })
 
 
 def compare(

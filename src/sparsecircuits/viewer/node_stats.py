@@ -1,8 +1,11 @@
 """What one node does, for the node panel: activations on pretraining text and on the task.
 
 - `CorpusActivations`: a fixed set of val windows from the model's own pretraining data, and
-  (lazily, per location, cached) the activations on them. Scanning is bounded (64 windows of
-  n_ctx tokens by default) so a panel is ready in well under a second on CPU.
+  (lazily, cached) the activations on them: per location for one panel at a time (the app),
+  or only the nodes asked for, all in one pass over the windows (`preload`, the report: one
+  forward per batch of windows instead of one per location). Scanning is bounded (64 windows
+  of n_ctx tokens by default) so a panel is ready in well under a second on CPU.
+- `record_nodes`: the activations of many nodes on a batch, from one forward.
 - `corpus_stats`: top- and bottom-activating snippets with per-token activations (the "which
   token turns this on" view), a histogram and the mean.
 - `task_activations`: the node's value at the choice position of task examples, per class.
@@ -31,7 +34,8 @@ from sparsecircuits.data.prepare import open_prepared, prepare_data
 from sparsecircuits.data.shards import TokenShard, eval_starts
 from sparsecircuits.errors import DataError, SparseCircuitsError
 from sparsecircuits.model.gpt import GPT
-from sparsecircuits.model.hooks import Recorder, parse_node
+from sparsecircuits.model.hooks import Recorder
+from sparsecircuits.model.locations import UnknownNodeError, parse_node
 from sparsecircuits.tasks.encoding import TaskBatch
 
 logger = logging.getLogger(__name__)
@@ -60,10 +64,6 @@ class StatsConfig:
     """Windows per forward pass."""
 
 
-class UnknownNodeError(SparseCircuitsError):
-    """A well-formed node name that the model does not have."""
-
-
 def check_node(model: GPT, node: str) -> tuple[str, int]:
     """Parse a node name and check that the model has it.
 
@@ -76,14 +76,6 @@ def check_node(model: GPT, node: str) -> tuple[str, int]:
     if index >= width:
         raise UnknownNodeError(f"unknown node {node!r}: {location} has {width} nodes")
     return location, index
-
-
-def node_kind(location: str) -> str:
-    """'resid_read', 'resid_write', 'q', 'k', 'v' or 'neuron' (what the graph draws)."""
-    sub = location.split(".", 2)[2]
-    return {"act_in": "resid_read", "resid_delta": "resid_write", "post_act": "neuron"}.get(
-        sub, sub
-    )
 
 
 @lru_cache(maxsize=4)
@@ -126,15 +118,53 @@ def val_tokens(loaded: Loaded, n_windows: int) -> Tensor:
     return shard.windows(eval_starts(len(shard), n_ctx, n), n_ctx)  # [n, n_ctx]
 
 
+@torch.no_grad()
+def record_nodes(
+    model: GPT, tokens: Tensor, nodes: Sequence[tuple[str, int]], batch_size: int = 16
+) -> dict[tuple[str, int], Tensor]:
+    """Activations [N, T] of each (location, index) on tokens [N, T], from one forward per
+    `batch_size` rows (recording only the locations the nodes are at)."""
+    wanted: dict[str, list[int]] = {}
+    for location, index in nodes:
+        if index not in wanted.setdefault(location, []):
+            wanted[location].append(index)
+    device = next(model.parameters()).device
+    parts: dict[str, list[Tensor]] = {location: [] for location in wanted}
+    for start in range(0, len(tokens), batch_size):
+        rec = Recorder(list(wanted))
+        model(tokens[start : start + batch_size].to(device), rec.hooks)
+        for location, indices in wanted.items():
+            parts[location].append(rec.acts[location][..., indices].float().cpu())  # [b, T, k]
+    out: dict[tuple[str, int], Tensor] = {}
+    for location, indices in wanted.items():
+        acts = torch.cat(parts[location])  # [N, T, k]
+        for j, index in enumerate(indices):
+            out[(location, index)] = acts[..., j].contiguous()
+    return out
+
+
 class CorpusActivations:
-    """Pretraining windows of one model and its activations on them, cached per location."""
+    """Pretraining windows of one model and its activations on them, cached per location (and
+    per node for the nodes `preload` recorded)."""
 
     def __init__(self, model: GPT, tokens: Tensor, cfg: StatsConfig):
         self.model = model
         self.tokens = tokens  # [N, T]
         self.cfg = cfg
         self._acts: OrderedDict[str, Tensor] = OrderedDict()
-        self._means: dict[str, Tensor] | None = None
+        self._nodes: dict[tuple[str, int], Tensor] = {}
+
+    def preload(self, nodes: Sequence[tuple[str, int]]) -> None:
+        """Record every node not yet known in one pass over the windows (kept until dropped
+        with the handle: [N, T] floats per node, 32 KB for 64 windows of 128 tokens)."""
+        missing = [n for n in nodes if n not in self._nodes and n[0] not in self._acts]
+        if missing:
+            self._nodes.update(record_nodes(self.model, self.tokens, missing, self.cfg.batch_size))
+
+    def node(self, location: str, index: int) -> Tensor:
+        """Activations [N, T] of one node."""
+        found = self._nodes.get((location, index))
+        return found if found is not None else self.location(location)[..., index]
 
     @torch.no_grad()
     def location(self, location: str) -> Tensor:
@@ -153,22 +183,6 @@ class CorpusActivations:
         while len(self._acts) > self.cfg.cached_locations:
             self._acts.popitem(last=False)
         return acts
-
-    @torch.no_grad()
-    def means(self) -> dict[str, Tensor]:
-        """Mean activation [width] of every location over all scanned tokens."""
-        if self._means is None:
-            device = next(self.model.parameters()).device
-            sums: dict[str, Tensor] = {}
-            for start in range(0, len(self.tokens), self.cfg.batch_size):
-                rec = Recorder(self.model.locations)
-                self.model(self.tokens[start : start + self.cfg.batch_size].to(device), rec.hooks)
-                for loc, a in rec.acts.items():
-                    s = a.float().sum(dim=(0, 1)).cpu()  # [width]
-                    sums[loc] = sums[loc] + s if loc in sums else s
-            n = self.tokens.numel()
-            self._means = {loc: s / n for loc, s in sums.items()}
-        return self._means
 
 
 def _pick(values: Tensor, order: Tensor, k: int, cfg: StatsConfig, keep) -> list[tuple]:
@@ -227,7 +241,7 @@ def corpus_stats(
 ) -> dict[str, Any]:
     """Top/bottom snippets, histogram, mean and scale of one node over the scanned windows."""
     cfg = corpus.cfg
-    acts = corpus.location(location)[..., index]  # [N, T]
+    acts = corpus.node(location, index)  # [N, T]
     flat = acts.flatten()
     top = _pick(acts, flat.argsort(descending=True), cfg.top_k, cfg, lambda v: v > 0)
     bottom = _pick(acts, flat.argsort(), cfg.top_k, cfg, lambda v: v < 0)
@@ -259,10 +273,14 @@ def task_activations(
     strings: Sequence[str],
     location: str,
     index: int,
-    context_tokens: int = 24,
+    context_tokens: int | None = None,
+    acts: Tensor | None = None,
 ) -> dict[str, Any]:
-    """The node at the choice position of each example, per class, with one example each."""
-    acts = record_node(model, batch.tokens, location, index)  # [N, T]
+    """The node at the choice position of each example, per class, with two examples each
+    (their last `context_tokens` tokens; None: the whole context). `acts` [N, T]: the node on
+    `batch.tokens` when the caller recorded it already (`record_nodes`)."""
+    if acts is None:
+        acts = record_node(model, batch.tokens, location, index)  # [N, T]
     last = acts[torch.arange(len(batch)), batch.lengths - 1]  # [N]
     classes = []
     for label in (0, 1):
@@ -271,7 +289,7 @@ def task_activations(
         examples = []
         for r in rows[:2]:
             n = int(batch.lengths[r])
-            lo = max(0, n - context_tokens)
+            lo = 0 if context_tokens is None else max(0, n - context_tokens)
             examples.append({
                 "tokens": [strings[i] for i in batch.tokens[r, lo:n].tolist()],
                 "acts": _round(acts[r, lo:n]),

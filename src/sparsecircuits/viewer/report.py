@@ -4,21 +4,32 @@ The live front end (static/index.html + style.css + graph.js + viewer.js) is inl
 with a JSON document holding everything it would otherwise ask the API for: the circuit header
 and graph, a node panel for every drawn node, each node's mean- and zero-ablation result on the
 task, and the unablated baseline. The front end sees the JSON and runs in static mode.
+
+The output is checked before any work (`report_target`): only a missing file or an earlier
+report (recognised by `REPORT_MARKER` at its top) is ever replaced, so `-o circuit.json` or
+`-o run/checkpoint/config.json` is a one-line error, not a lost artifact.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
 from sparsecircuits.checkpoint import resolve
 from sparsecircuits.errors import SparseCircuitsError, TaskError
-from sparsecircuits.viewer.circuit_file import read_circuit
-from sparsecircuits.viewer.interventions import Intervention
+from sparsecircuits.fileformat import atomic_write_text, strict_json_value
+from sparsecircuits.viewer.circuit_adapter import read_circuit
+from sparsecircuits.viewer.graph import shown_path
 from sparsecircuits.viewer.node_stats import StatsConfig
-from sparsecircuits.viewer.panels import circuit_view, intervention_result, node_panel
+from sparsecircuits.viewer.panels import (
+    circuit_view,
+    intervention_result,
+    node_panels,
+    single_ablations,
+)
 from sparsecircuits.viewer.workspace import find_circuit_model, hash_warnings, load_handle
 
 logger = logging.getLogger(__name__)
@@ -27,6 +38,10 @@ STATIC_DIR = Path(__file__).parent / "static"
 CSS_TAG = '<link rel="stylesheet" href="static/style.css">'
 GRAPH_TAG = '<script src="static/graph.js"></script>'
 VIEWER_TAG = '<script src="static/viewer.js"></script>'
+CHARSET_TAG = '<meta charset="utf-8">'
+REPORT_MARKER = '<meta name="generator" content="sparsecircuits report">'
+"""Written right after the charset tag, in the first few hundred bytes of every report."""
+MARKER_WINDOW = 4096
 
 
 def report_data(
@@ -42,10 +57,11 @@ def report_data(
         warnings = hash_warnings(circuit, ckpt)
     else:
         ckpt, warnings = find_circuit_model(circuit, root=None)
-    handle = load_handle(ckpt, str(ckpt), stats or StatsConfig())
+    # The header names the model relative to where the report is made, never absolutely.
+    handle = load_handle(ckpt, shown_path(ckpt), stats or StatsConfig())
     view = circuit_view(handle, circuit, circuit.path.name, n, warnings)
     drawn = [node["name"] for node in view["graph"]["nodes"]]
-    panels = {name: node_panel(handle, name, circuit.task, n, circuit) for name in drawn}
+    panels = node_panels(handle, drawn, circuit.task, n, circuit)
     baseline: dict[str, Any] = {}
     ablations: dict[str, dict[str, dict[str, Any]]] = {}
     modes = ["model"] + (["circuit"] if circuit.ablation in (None, "mean", "zero") else [])
@@ -55,20 +71,23 @@ def report_data(
     except TaskError as exc:
         baseline = {}
         view["warnings"].append(f"no interventions in this report: {exc}")
-    for mode in baseline:
-        ablations[mode] = {}
-        for name in drawn:
-            ablations[mode][name] = {}
-            for op in ("ablate_mean", "ablate_zero"):
-                r = intervention_result(handle, circuit.task, [Intervention(name, op)], n, circuit,
-                                        mode, baseline[mode]["baseline"])
-                ablations[mode][name][op] = r
+    for mode in baseline:  # every drawn node mean- and zero-ablated alone, in batches
+        ablations[mode] = single_ablations(handle, circuit.task, drawn,
+                                           baseline[mode]["baseline"], n, circuit, mode)
     return {"view": view, "nodes": panels, "baseline": baseline, "ablations": ablations}
 
 
 def _script_json(data: dict[str, Any]) -> str:
-    # "</" would end the <script> element early; "<\/" is the same string to JSON.parse.
-    return json.dumps(data, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
+    """JSON for a <script type="application/json"> element that parses back to `data`.
+
+    Inside a script element the HTML parser reacts to "</script" (ends it) and to "<!--"
+    (after it, a "<script" makes the next "</script>" not end the element, so the inline
+    scripts that follow become data and the page stays blank). "<" only occurs inside JSON
+    strings, where the escape \\u003c means the same character, so none is left at all.
+    Non-finite numbers have no JSON spelling and become null.
+    """
+    text = json.dumps(strict_json_value(data), separators=(",", ":"), allow_nan=False)
+    return text.replace("<", "\\u003c")
 
 
 def _inline(name: str, closing: str) -> str:
@@ -84,6 +103,9 @@ def render_html(data: dict[str, Any]) -> str:
     for tag in (CSS_TAG, GRAPH_TAG, VIEWER_TAG):
         if tag not in page:  # the front end and this module must agree
             raise RuntimeError(f"static/index.html lost the tag {tag}")
+    if CHARSET_TAG not in page:
+        raise RuntimeError(f"static/index.html lost the tag {CHARSET_TAG}")
+    page = page.replace(CHARSET_TAG, f"{CHARSET_TAG}\n{REPORT_MARKER}", 1)
     title = f"{data['view']['circuit']['name']} · sparsecircuits report"
     page = page.replace("<title>sparsecircuits viewer</title>", f"<title>{_escape(title)}</title>")
     page = page.replace(CSS_TAG, f"<style>\n{_inline('style.css', '</style')}</style>")
@@ -106,9 +128,48 @@ def write_report(
     stats: StatsConfig | None = None,
     n: int = 32,
 ) -> Path:
-    """Write the report and return its path."""
+    """Write the report (see `report_target` for where) and return its path."""
+    target = report_target(circuit_path, out)
     html = render_html(report_data(circuit_path, model, stats, n))
+    return atomic_write_text(target, html)
+
+
+def is_report(path: Path) -> bool:
+    """Whether `path` is a report this module wrote (its marker near the top)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(MARKER_WINDOW).decode("utf-8", errors="replace")
+    except OSError:
+        return False
+    return head.lstrip().lower().startswith("<!doctype html") and REPORT_MARKER in head
+
+
+def report_target(circuit_path: str | Path, out: str | Path) -> Path:
+    """The file a report of `circuit_path` goes to, checked before any work is done.
+
+    In an existing directory: `<circuit name>.html` there. SparseCircuitsError if the file
+    exists and is not an earlier report, or cannot be created.
+    """
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(html, encoding="utf-8")
+    if out.is_dir():
+        circuit = Path(circuit_path)
+        # The name the report's title uses: the pruner's files are all called circuit.json.
+        pruned = circuit.stem == "circuit" and circuit.parent.name
+        out = out / f"{circuit.parent.name if pruned else circuit.stem}.html"
+    if os.path.lexists(out):
+        if out.is_dir():
+            raise SparseCircuitsError(f"--out {out} is a directory")
+        if Path(circuit_path).is_file() and out.is_file() and out.samefile(circuit_path):
+            raise SparseCircuitsError(f"--out {out} is the circuit file itself")
+        if not is_report(out):
+            raise SparseCircuitsError(
+                f"refusing to overwrite {out}: it is not a report written by sparsecircuits "
+                "(remove it or choose another --out)")
+    existing = out.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise SparseCircuitsError(f"cannot write {out}: {existing} is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise SparseCircuitsError(f"cannot write {out}: {existing} is not writable")
     return out

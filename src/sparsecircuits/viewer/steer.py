@@ -14,10 +14,12 @@ from torch import Tensor
 
 from sparsecircuits.checkpoint import Loaded
 from sparsecircuits.errors import SparseCircuitsError
-from sparsecircuits.train.cli import generate_text
+from sparsecircuits.train.sampling import check_sampling, generate_text
 from sparsecircuits.viewer.interventions import Intervention, build_hooks
 
+# Upper bounds the viewer adds to `sample`'s checks: a request to the server must stay cheap.
 MAX_NEW_TOKENS = 512
+MAX_TEMPERATURE = 10.0
 
 
 @dataclass(frozen=True)
@@ -40,14 +42,23 @@ def steer(
     seed: int = 0,
     means: Mapping[str, Tensor] | None = None,
 ) -> SteerResult:
-    """Both generations; SparseCircuitsError for an empty prompt or a bad token count."""
-    if not prompt:
-        raise SparseCircuitsError("the prompt must not be empty")
-    if not 1 <= tokens <= MAX_NEW_TOKENS:
-        raise SparseCircuitsError(f"tokens must be between 1 and {MAX_NEW_TOKENS}, got {tokens}")
-    if temperature < 0:
-        raise SparseCircuitsError(f"temperature must be >= 0, got {temperature}")
+    """Both generations; SparseCircuitsError (before any work) for a value out of range."""
+    check_settings(prompt, tokens, temperature, top_k, seed)
     hooks = build_hooks(interventions, means)
     plain = generate_text(loaded, prompt, tokens, temperature, top_k, seed)
     steered = generate_text(loaded, prompt, tokens, temperature, top_k, seed, hooks)
     return SteerResult(prompt, plain, steered)
+
+
+def check_settings(
+    prompt: str, tokens: int, temperature: float, top_k: int | None, seed: int
+) -> None:
+    """SparseCircuitsError for a generation setting out of range (the CLI checks up front)."""
+    if not prompt:
+        raise SparseCircuitsError("the prompt must not be empty")
+    check_sampling(tokens, temperature, top_k, seed)
+    if tokens > MAX_NEW_TOKENS:
+        raise SparseCircuitsError(f"tokens must be between 1 and {MAX_NEW_TOKENS}, got {tokens}")
+    if temperature > MAX_TEMPERATURE:
+        raise SparseCircuitsError(
+            f"temperature must be between 0 and {MAX_TEMPERATURE:g}, got {temperature}")

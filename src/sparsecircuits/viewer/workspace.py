@@ -1,7 +1,11 @@
 """The artifacts the viewer serves: models and circuits found under one directory.
 
-- Every path a request names is relative to the artifacts directory and must resolve inside it
-  (`resolve`: 403 outside, 404 missing), symlinks included.
+- The viewer reads nothing outside the artifacts directory. Every path, whether a request
+  names it or a file names it (a circuit's model, sidecar and task file), is checked by
+  `resolve_inside` after all symlinks are resolved (403 outside, 404 missing or a symlink
+  loop); a checkpoint directory counts only if every link in it stays inside too.
+- A file that cannot be read is listed with the reason (never a path outside the root), and
+  the rest of the listing is unaffected.
 - Models are checkpoint directories (`<run>/checkpoint/config.json` with the checkpoint
   marker); circuits are `*.json` files with the circuit marker anywhere below.
 - Loaded models live in a small LRU (2 by default), keyed by the checkpoint and its weights'
@@ -15,13 +19,11 @@ import logging
 import os
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file
 from torch import Tensor
 
 from sparsecircuits.checkpoint import (
@@ -31,11 +33,14 @@ from sparsecircuits.checkpoint import (
     load_checkpoint,
     read_meta,
 )
-from sparsecircuits.errors import CheckpointError, SparseCircuitsError
+from sparsecircuits.circuits.ablation import MeanAblation, pretraining_means
+from sparsecircuits.circuits.circuit_file import is_circuit_file, load_circuit_tensors
+from sparsecircuits.circuits.config import PruneConfig
+from sparsecircuits.errors import SparseCircuitsError, TaskError
 from sparsecircuits.tasks import SplitSizes, get_task
 from sparsecircuits.tasks.encoding import TaskBatch
 from sparsecircuits.tasks.evaluate import load_task_batch
-from sparsecircuits.viewer.circuit_file import CircuitFile, is_circuit_file, read_circuit
+from sparsecircuits.viewer.circuit_adapter import ViewedCircuit, read_circuit
 from sparsecircuits.viewer.node_stats import (
     CorpusActivations,
     StatsConfig,
@@ -59,19 +64,61 @@ class NotFoundError(SparseCircuitsError):
     """A requested model, circuit or node that does not exist (HTTP 404)."""
 
 
+def resolve_inside(root: Path, path: str | Path, name: str) -> Path:
+    """`path` (absolute, or relative to `root`) with every symlink resolved, checked to lie
+    inside `root` (itself already resolved).
+
+    PathOutsideError if it leaves the root, NotFoundError for a symlink loop; messages name
+    the path only as `name`, so an answer never reveals where a link points.
+    """
+    try:
+        real = (root / path).resolve()
+    except (OSError, RuntimeError):  # a symlink loop: RuntimeError up to Python 3.12
+        raise NotFoundError(f"{name} cannot be resolved (symlink loop)") from None
+    if not real.is_relative_to(root):
+        raise PathOutsideError(f"{name} is outside the artifacts directory")
+    return real
+
+
+def is_inside(root: Path, path: str | Path) -> bool:
+    try:
+        resolve_inside(root, path, "path")
+    except SparseCircuitsError:
+        return False
+    return True
+
+
+def checkpoint_inside(root: Path, path: Path) -> Path | None:
+    """`path` resolved, if it is a checkpoint directory inside `root` whose links (config,
+    weights, tokenizer, ...) all stay inside too; None otherwise. Opens nothing outside."""
+    try:
+        real = resolve_inside(root, path, "checkpoint")
+        if not real.is_dir():
+            return None
+        with os.scandir(real) as entries:
+            for entry in entries:
+                if entry.is_symlink() and not is_inside(root, entry.path):
+                    return None
+    except (SparseCircuitsError, OSError):
+        return None
+    return real if is_checkpoint_dir(real) else None
+
+
 class ModelHandle:
     """A loaded checkpoint plus the viewer's lazily computed caches for it."""
 
-    def __init__(self, loaded: Loaded, ref: str, stats: StatsConfig):
+    def __init__(self, loaded: Loaded, ref: str, stats: StatsConfig, root: Path | None = None):
         self.loaded = loaded
         self.ref = ref
+        self.root = root
+        """The artifacts directory task files must lie in (None: the report, any file)."""
         self.stats_cfg = stats
         self.strings = token_strings(loaded.tokenizer)
         self._corpus: CorpusActivations | None = None
         self._batches: dict[tuple[str, int], tuple[TaskBatch, tuple[str, str]]] = {}
-        self._circuit_means: dict[Path, dict[str, Tensor] | None] = {}
+        self._circuit_means: dict[Path, MeanAblation | None] = {}
         self._hash: str | None = None
-        self._cached_means: dict[str, Any] | None = None
+        self._pruner_means: tuple[dict[str, Tensor], str] | None = None
 
     @property
     def model(self):
@@ -96,7 +143,7 @@ class ModelHandle:
             raise SparseCircuitsError(f"n must be between 1 and {MAX_TASK_EXAMPLES}, got {n}")
         key = (task, n)
         if key not in self._batches:
-            t = get_task(task)
+            t = get_task(self._task_file(task) if task.endswith(".jsonl") else task)
             batch = load_task_batch(
                 t, self.loaded.tokenizer, "val", n, self.loaded.config.model.n_ctx,
                 SplitSizes(train=0, val=n, test=0),
@@ -104,65 +151,36 @@ class ModelHandle:
             self._batches[key] = (batch, tuple(t.class_names))
         return self._batches[key]
 
-    def means(self, circuit: CircuitFile | None = None) -> tuple[dict[str, Tensor], str]:
+    def _task_file(self, task: str) -> str:
+        """A .jsonl task (as a request or a circuit names it) resolved inside the root."""
+        if self.root is None:
+            return task
+        try:
+            return str(resolve_inside(self.root, task, f"task file {Path(task).name!r}"))
+        except SparseCircuitsError as exc:
+            raise TaskError(str(exc)) from None
+
+    def means(self, circuit: ViewedCircuit | None = None) -> tuple[dict[str, Tensor], str]:
         """Mean activation per location, and where it comes from.
 
-        The circuit's own ablation means (its sidecar) when it has usable ones, so an ablation
-        here matches the pruner's; else the pruner's on-disk mean cache for this model; else
-        the means over the viewer's scanned pretraining windows.
+        The circuit's own ablation means (in its sidecar, checked against circuit.json's
+        sha256) when it was pruned with mean ablation, so an ablation here matches the
+        pruner's; else the pruner's means for this model (`ablation.pretraining_means`: its
+        on-disk cache, or computed the same way).
         """
-        if circuit is not None and circuit.means_file is not None:
-            means = self._load_circuit_means(circuit.means_file)
-            if means and len(means) == len(self.loaded.model.location_width):
-                return means, f"circuit sidecar {circuit.means_file.name}"
-        means = self._pruner_means()
-        if means is not None:
-            return means, f"pruner's mean cache {self._cached_means['file'].name}"
-        return self.corpus.means(), f"{len(self.corpus.tokens)} pretraining val windows"
-
-    def _load_circuit_means(self, path: Path) -> dict[str, Tensor] | None:
-        if path not in self._circuit_means:
-            widths = self.loaded.model.location_width
-            try:
-                tensors = load_file(str(path))
-            except (SafetensorError, OSError, ValueError) as exc:
-                logger.warning("viewer: ignoring means sidecar %s: %s", path, exc)
-                tensors = {}
-            self._circuit_means[path] = _means_from(tensors, widths)
-        return self._circuit_means[path]
-
-    def _pruner_means(self) -> dict[str, Tensor] | None:
-        """The pruner's on-disk mean cache for this model, if it has computed one."""
-        if self._cached_means is None:
-            self._cached_means = {}
-            try:
-                from sparsecircuits.circuits.ablation import MEANS_FORMAT, default_cache_dir
-            except ImportError:
-                return None
-            widths = self.loaded.model.location_width
-            for file in sorted(default_cache_dir().glob(f"{self.content_hash}-*.safetensors")):
-                try:
-                    with safe_open(str(file), "pt") as f:
-                        meta = f.metadata() or {}
-                    if meta.get("format") != MEANS_FORMAT:
-                        continue
-                    means = _means_from(load_file(str(file)), widths)
-                except (SafetensorError, OSError, ValueError):
-                    continue
-                if means is not None and len(means) == len(widths):
-                    self._cached_means = {"means": means, "file": file}
-                    break
-        return self._cached_means.get("means")
-
-
-def _means_from(tensors: dict[str, Tensor], widths: dict[str, int]) -> dict[str, Tensor] | None:
-    """Means per location from a tensor file (keys `<location>` or `mean.<location>`)."""
-    means = {}
-    for key, t in tensors.items():
-        loc = key[len("mean."):] if key.startswith("mean.") else key
-        if loc in widths and t.dim() == 1 and t.numel() == widths[loc]:
-            means[loc] = t.float()
-    return means or None
+        if circuit is not None and circuit.sidecar is not None:
+            if circuit.sidecar not in self._circuit_means:
+                tensors = load_circuit_tensors(circuit.circuit)
+                widths = self.loaded.model.location_width
+                self._circuit_means[circuit.sidecar] = MeanAblation.from_tensors(tensors, widths)
+            saved = self._circuit_means[circuit.sidecar]
+            if saved is not None:
+                return saved.means, f"circuit sidecar {circuit.sidecar.name}"
+        if self._pruner_means is None:
+            self._pruner_means = pretraining_means(
+                self.loaded, self.content_hash, PruneConfig().mean_windows
+            )
+        return self._pruner_means
 
 
 def model_summary(checkpoint: Path) -> dict[str, Any]:
@@ -183,17 +201,19 @@ def model_summary(checkpoint: Path) -> dict[str, Any]:
 def is_checkpoint_dir(path: Path) -> bool:
     try:
         read_meta(path)
-    except CheckpointError:
+    except (SparseCircuitsError, OSError, ValueError, RecursionError):
         return False
     return (path / "model.safetensors").is_file()
 
 
-def load_handle(checkpoint: Path, ref: str, stats: StatsConfig) -> ModelHandle:
-    return ModelHandle(load_checkpoint(checkpoint), ref, stats)
+def load_handle(
+    checkpoint: Path, ref: str, stats: StatsConfig, root: Path | None = None
+) -> ModelHandle:
+    return ModelHandle(load_checkpoint(checkpoint), ref, stats, root)
 
 
 def find_circuit_model(
-    circuit: CircuitFile, root: Path | None, models: dict[str, Path] | None = None
+    circuit: ViewedCircuit, root: Path | None, models: dict[str, Path] | None = None
 ) -> tuple[Path, list[str]]:
     """The checkpoint a circuit was found in, and warnings (moved model, changed weights).
 
@@ -201,6 +221,7 @@ def find_circuit_model(
     working directory), a run directory above the file, a model under `root` with the same
     content hash. With a `root`, only checkpoints inside it are accepted.
     """
+    root = root.resolve() if root is not None else None
     candidates: list[Path] = []
     if circuit.model_path:
         p = Path(circuit.model_path)
@@ -210,26 +231,35 @@ def find_circuit_model(
             candidates += [circuit.path.parent / p] + ([root / p] if root else []) + [Path.cwd() / p]
     for parent in circuit.path.parents:
         candidates.append(parent)
-        if root is not None and parent.resolve() == root.resolve():
+        if root is not None and parent == root:
             break
     warnings: list[str] = []
     for cand in candidates:
         for ckpt in (cand / CHECKPOINT_DIR, cand):
-            if not is_checkpoint_dir(ckpt):
-                continue
-            if root is not None and not _inside(ckpt, root):
-                continue
-            return ckpt.resolve(), hash_warnings(circuit, ckpt)
+            # Confinement first: a path outside the root is never opened, not even its config.
+            found = checkpoint_inside(root, ckpt) if root is not None else (
+                ckpt.resolve() if is_checkpoint_dir(ckpt) else None)
+            if found is not None:
+                return found, hash_warnings(circuit, found)
     if circuit.model_hash and models:
         for ckpt in models.values():
             if weights_hash(ckpt) == circuit.model_hash:
-                warnings.append(f"model found by content hash at {ckpt} (the file names "
-                                f"{circuit.model_path})")
+                where = ckpt.relative_to(root) if root is not None else ckpt
+                warnings.append(f"model found by content hash at {where} (the file names "
+                                f"{_shown(circuit.model_path, root)})")
                 return ckpt.resolve(), warnings
     raise NotFoundError(
-        f"cannot find the model of circuit {circuit.path.name} ({circuit.model_path or 'no path'})"
+        f"cannot find the model of circuit {circuit.path.name} "
+        f"({_shown(circuit.model_path, root) if circuit.model_path else 'no path'})"
         + (" inside the artifacts directory" if root is not None else "; pass --model")
     )
+
+
+def _shown(model_path: str, root: Path | None) -> str:
+    """A circuit's model path as an answer may show it: never an absolute path outside root."""
+    if root is None or not Path(model_path).is_absolute() or is_inside(root, model_path):
+        return model_path
+    return "a path outside the artifacts directory"
 
 
 @lru_cache(maxsize=32)
@@ -243,19 +273,11 @@ def weights_hash(ckpt: Path) -> str:
     return _hash_of(ckpt, (ckpt / "model.safetensors").stat().st_mtime_ns)
 
 
-def hash_warnings(circuit: CircuitFile, ckpt: Path) -> list[str]:
+def hash_warnings(circuit: ViewedCircuit, ckpt: Path) -> list[str]:
     if circuit.model_hash and weights_hash(ckpt) != circuit.model_hash:
         return ["the model's weights changed since this circuit was found (content hash "
                 "differs): numbers may not match the circuit file"]
     return []
-
-
-def _inside(path: Path, root: Path) -> bool:
-    try:
-        path.resolve().relative_to(root.resolve())
-    except ValueError:
-        return False
-    return True
 
 
 @dataclass
@@ -263,7 +285,11 @@ class Scan:
     models: dict[str, Path]
     """Model id (run directory relative to the root) -> checkpoint directory."""
     circuits: dict[str, Path]
-    """Circuit id (file path relative to the root) -> file."""
+    """Circuit id (file path relative to the root) -> file (links resolved, inside the root)."""
+    unreadable: dict[str, str] = field(default_factory=dict)
+    """Id -> why, for *.json files that cannot be looked at (a link out of the root, a loop)."""
+    bad_models: dict[str, str] = field(default_factory=dict)
+    """Run id -> why, for `checkpoint` directories that are not a usable checkpoint."""
 
 
 class Workspace:
@@ -287,9 +313,7 @@ class Workspace:
             raise SparseCircuitsError(f"malformed path {ref!r:.80}")
         if Path(ref).is_absolute() or ref.startswith("~"):
             raise PathOutsideError(f"path {ref!r} must be relative to the artifacts directory")
-        path = (self.root / ref).resolve()
-        if not _inside(path, self.root):
-            raise PathOutsideError(f"path {ref!r} is outside the artifacts directory")
+        path = resolve_inside(self.root, ref, f"path {ref!r}")
         if not path.exists():
             raise NotFoundError(f"{ref!r} does not exist in the artifacts directory")
         return path
@@ -301,23 +325,32 @@ class Workspace:
         return name
 
     def relative(self, path: Path) -> str:
-        return path.resolve().relative_to(self.root).as_posix() or "."
+        """The id of a path inside the root (links are not followed: an id names the link)."""
+        return path.relative_to(self.root).as_posix() or "."
 
     # --- discovery ---------------------------------------------------------------------------
     def scan(self) -> Scan:
         models: dict[str, Path] = {}
         circuits: dict[str, Path] = {}
+        unreadable: dict[str, str] = {}
+        bad_models: dict[str, str] = {}
         root_depth = len(self.root.parts)
         for visited, (dirpath, dirnames, filenames) in enumerate(os.walk(self.root)):
             if visited >= MAX_SCAN_DIRS:  # e.g. served from a home directory: stay responsive
                 logger.warning("viewer: stopped scanning %s after %d directories", self.root,
                                MAX_SCAN_DIRS)
                 break
-            here = Path(dirpath)
-            if "config.json" in filenames and is_checkpoint_dir(here):
+            here = Path(dirpath)  # os.walk does not follow directory links: always inside
+            if "config.json" in filenames and checkpoint_inside(self.root, here) is not None:
                 run = here.parent if here.name == CHECKPOINT_DIR else here
                 models[self.relative(run)] = here
                 dirnames[:] = []  # nothing of interest inside a checkpoint
+                continue
+            if here.name == CHECKPOINT_DIR and "config.json" in filenames:
+                bad_models[self.relative(here.parent)] = (
+                    "not a usable checkpoint (a file is missing or unreadable, or links outside "
+                    "the artifacts directory)")
+                dirnames[:] = []
                 continue
             dirnames[:] = sorted(
                 d for d in dirnames
@@ -325,38 +358,66 @@ class Workspace:
                 and len(here.parts) - root_depth < MAX_SCAN_DEPTH
             )
             for name in sorted(filenames):
-                if name.endswith(".json") and is_circuit_file(here / name):
-                    circuits[self.relative(here / name)] = here / name
-        return Scan(models, circuits)
+                if not name.endswith(".json"):
+                    continue
+                ref = self.relative(here / name)
+                try:
+                    real = resolve_inside(self.root, here / name, "the file it links to")
+                    if is_circuit_file(real):
+                        circuits[ref] = real
+                except SparseCircuitsError as exc:
+                    unreadable[ref] = str(exc)
+                except Exception as exc:  # noqa: BLE001 - one odd file must not hide the rest
+                    logger.warning("viewer: cannot look at %s: %r", ref, exc)
+                    unreadable[ref] = f"cannot be read ({type(exc).__name__})"
+        return Scan(models, circuits, unreadable, bad_models)
 
     def listing(self) -> dict[str, Any]:
         """Models and circuits for the pickers (unreadable circuits listed with their error)."""
         scan = self.scan()
-        models = []
-        for ref, ckpt in sorted(scan.models.items()):
+        models = [{"id": ref, "error": why} for ref, why in scan.bad_models.items()]
+        for ref, ckpt in scan.models.items():
             try:
                 models.append({"id": ref, **model_summary(ckpt)})
-            except CheckpointError as exc:
-                models.append({"id": ref, "error": str(exc)})
-        circuits = []
-        for ref, path in sorted(scan.circuits.items()):
+            except Exception as exc:  # noqa: BLE001 - listed as unreadable, the rest still lists
+                models.append({"id": ref, "error": self._reason(exc)})
+        circuits = [{"id": ref, "error": why} for ref, why in scan.unreadable.items()]
+        for ref, path in scan.circuits.items():
             try:
-                c = read_circuit(path)
-            except SparseCircuitsError as exc:
-                circuits.append({"id": ref, "error": str(exc)})
+                c = self._read_circuit(path)
+            except Exception as exc:  # noqa: BLE001 - listed as unreadable, the rest still lists
+                circuits.append({"id": ref, "error": self._reason(exc)})
                 continue
             circuits.append({
                 "id": ref, "task": c.task, "nodes": len(c.nodes), "edges": len(c.edges),
                 "model_path": c.model_path, "ablation": c.ablation, "losses": c.losses,
             })
+        models.sort(key=lambda m: m["id"])
+        circuits.sort(key=lambda c: c["id"])
         return {"root": str(self.root), "models": models, "circuits": circuits}
+
+    def _reason(self, exc: Exception) -> str:
+        """Why a file is unreadable, in one line, with paths inside the root made relative."""
+        if not isinstance(exc, SparseCircuitsError):
+            logger.warning("viewer: unreadable artifact: %r", exc)
+            return f"cannot be read ({type(exc).__name__})"
+        lines = str(exc).replace(f"{self.root}{os.sep}", "").splitlines()
+        return lines[0] if lines else type(exc).__name__
+
+    def _read_circuit(self, path: Path) -> ViewedCircuit:
+        """The canonical reader, plus: the files the circuit names lie inside the root."""
+        circuit = read_circuit(path)
+        if circuit.sidecar is not None:
+            resolve_inside(self.root, circuit.sidecar, "its tensors file")
+        return circuit
 
     # --- loading ------------------------------------------------------------------------------
     def model(self, ref: str) -> ModelHandle:
         path = self.resolve(ref)
         for ckpt in (path / CHECKPOINT_DIR, path):
-            if is_checkpoint_dir(ckpt):
-                return self._handle(ckpt)
+            found = checkpoint_inside(self.root, ckpt)
+            if found is not None:
+                return self._handle(found)
         raise NotFoundError(f"{ref!r} is not a model (no checkpoint there)")
 
     def _handle(self, ckpt: Path) -> ModelHandle:
@@ -367,19 +428,19 @@ class Workspace:
                 self._models.move_to_end(key)
                 return self._models[key]
             ref = self.relative(ckpt.parent if ckpt.name == CHECKPOINT_DIR else ckpt)
-            handle = load_handle(ckpt, ref, self.stats)
+            handle = load_handle(ckpt, ref, self.stats, self.root)
             self._models[key] = handle
             while len(self._models) > self.max_models:
                 self._models.popitem(last=False)
             return handle
 
-    def circuit(self, ref: str) -> CircuitFile:
+    def circuit(self, ref: str) -> ViewedCircuit:
         path = self.resolve(ref)
         if not path.is_file():
             raise NotFoundError(f"{ref!r} is not a circuit file")
-        return read_circuit(path)
+        return self._read_circuit(path)
 
-    def circuit_model(self, circuit: CircuitFile) -> tuple[ModelHandle, list[str]]:
+    def circuit_model(self, circuit: ViewedCircuit) -> tuple[ModelHandle, list[str]]:
         ckpt, warnings = find_circuit_model(circuit, self.root, self.scan().models)
         return self._handle(ckpt), warnings
 

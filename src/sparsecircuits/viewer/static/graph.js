@@ -2,8 +2,15 @@
  *
  * Inside a layer the rows follow the flow through the block (attn read, q/k/v, attn write,
  * mlp read, mlp neurons, mlp write). Node order inside a row is chosen by a few barycentre
- * sweeps so edges cross less. Edges: blue = positive weight, red = negative, width ~ |weight|;
- * dashed grey = residual-stream link; dotted = direct logit effect on a candidate token.
+ * sweeps so edges cross less; q/k/v channels stay together per attention head (a boxed,
+ * coloured group), since a head is the unit one reasons about. Edges: blue = positive weight,
+ * red = negative, width ~ |weight|; dashed grey = residual-stream link; dotted = token
+ * (un)embedding row.
+ *
+ * Readability of a big circuit: the graph is fitted to its pane on load (wheel zooms at the
+ * pointer, dragging pans, the toolbar zooms and fits again); by default only the strongest
+ * edges are drawn (plus each node's strongest edge, so none is left unconnected), and hovering
+ * a node shows all of its edges and dims everything else.
  * Shared by the live app and the single-file report: no dependencies, no network.
  */
 (function () {
@@ -13,16 +20,23 @@
 
   var POS = "#2563eb";
   var NEG = "#dc2626";
-  var KINDS = {
-    resid_read: { shape: "square", fill: "#ffffff", stroke: "#4b5563", title: "residual read (act_in)" },
-    resid_write: { shape: "square", fill: "#6b7280", stroke: "#374151", title: "residual write (resid_delta)" },
-    q: { shape: "diamond", fill: "#f59e0b", stroke: "#92400e", letter: "q", title: "query channel" },
-    k: { shape: "diamond", fill: "#10b981", stroke: "#065f46", letter: "k", title: "key channel" },
-    v: { shape: "diamond", fill: "#a78bfa", stroke: "#5b21b6", letter: "v", title: "value channel" },
-    neuron: { shape: "circle", fill: "#0f766e", stroke: "#134e4a", title: "MLP neuron (post_act)" },
+  var KINDS = {  // short: the legend's name; title: the tooltip's
+    resid_read: { shape: "square", fill: "#ffffff", stroke: "#4b5563", short: "read", title: "residual read (act_in)" },
+    resid_write: { shape: "square", fill: "#6b7280", stroke: "#374151", short: "write", title: "residual write (resid_delta)" },
+    q: { shape: "diamond", fill: "#f59e0b", stroke: "#92400e", letter: "q", short: "query", title: "query channel" },
+    k: { shape: "diamond", fill: "#10b981", stroke: "#065f46", letter: "k", short: "key", title: "key channel" },
+    v: { shape: "diamond", fill: "#a78bfa", stroke: "#5b21b6", letter: "v", short: "value", title: "value channel" },
+    neuron: { shape: "circle", fill: "#0f766e", stroke: "#134e4a", short: "neuron", title: "MLP neuron (post_act)" },
   };
-  var ROW_H = 66, EMPTY_H = 30, END_H = 58, LEFT = 150, RIGHT = 30, TOP = 8;
+  // One colour per head index (repeats after 10): the head boxes of q/k/v rows.
+  var HEAD_COLOURS = ["#2563eb", "#db2777", "#059669", "#d97706", "#7c3aed",
+    "#0891b2", "#dc2626", "#65a30d", "#c026d3", "#475569"];
+  var ROW_H = 54, EMPTY_H = 26, END_H = 54, LEFT = 150, RIGHT = 30, TOP = 8;
   var CHAR_W = 6.4; // monospace 10.5px
+  var TOKEN_SPACING = 64;
+  var TOOLBAR_H = 34; // the toolbar floats over the pane's top edge; the fit stays below it
+  var EDGE_LIMITS = [50, 100, 200, 400];
+  var TOKEN_EDGES_PER_TOKEN = 3; // token rows drawn per token pill when edges are limited
 
   function el(tag, attrs, parent) {
     var e = document.createElementNS(NS, tag);
@@ -60,9 +74,9 @@
   }
   SC.fmt = fmt;
 
+  var QKV = { q: 0, k: 1, v: 2 };
   function rowOrderKey(n) {
-    var qkv = { q: 0, k: 1, v: 2 };
-    if (n.kind in qkv) return [n.head, qkv[n.kind], n.channel];
+    if (n.kind in QKV) return [n.head, QKV[n.kind], n.channel];
     return [n.index, 0, 0];
   }
 
@@ -86,7 +100,8 @@
         if (byRow[key]) {
           any = true;
           var nodes = byRow[key].slice().sort(function (a, b) { return cmpArr(rowOrderKey(a), rowOrderKey(b)); });
-          rows.push({ key: key, kind: "row", layer: L, row: graph.rows[i], nodes: nodes });
+          rows.push({ key: key, kind: "row", layer: L, row: graph.rows[i], nodes: nodes,
+            grouped: graph.rows[i].slice(-4) === ".qkv" });
         }
       }
       if (!any) rows.push({ key: L + ":empty", kind: "empty", layer: L, nodes: [] });
@@ -95,9 +110,40 @@
     return rows;
   }
 
+  /* Which edges the default view draws: the `limit` strongest circuit edges, every node's
+   * strongest edge, and each token pill's few strongest rows; residual links always. */
+  function visibleEdges(items, limit) {
+    var show = new Set();
+    if (limit === null) { items.forEach(function (a) { show.add(a); }); return show; }
+    var circuit = items.filter(function (a) { return a.type === "edge"; });
+    circuit.slice().sort(function (a, b) { return Math.abs(b.e.weight || 0) - Math.abs(a.e.weight || 0); })
+      .slice(0, limit).forEach(function (a) { show.add(a); });
+    var best = {};
+    function consider(name, a, type) {
+      var k = type + "|" + name;
+      if (!best[k] || Math.abs(a.e.weight || 0) > Math.abs(best[k].e.weight || 0)) best[k] = a;
+    }
+    circuit.forEach(function (a) { consider(a.e.source, a, "edge"); consider(a.e.target, a, "edge"); });
+    Object.keys(best).forEach(function (k) { show.add(best[k]); });
+    var perToken = {};
+    items.forEach(function (a) {
+      if (a.type === "residual") show.add(a);
+      if (a.type !== "token") return;
+      var pill = String(a.e.source).indexOf("embed.") === 0 ? a.e.source : a.e.target;
+      (perToken[pill] = perToken[pill] || []).push(a);
+    });
+    Object.keys(perToken).forEach(function (pill) {
+      perToken[pill].sort(function (a, b) { return Math.abs(b.e.weight) - Math.abs(a.e.weight); })
+        .slice(0, TOKEN_EDGES_PER_TOKEN).forEach(function (a) { show.add(a); });
+    });
+    return show;
+  }
+
   SC.renderGraph = function (container, graph, opts) {
     opts = opts || {};
+    if (container._scCleanup) container._scCleanup();
     container.innerHTML = "";
+    var tooltip = opts.tooltip || { show: function () {}, move: function () {}, hide: function () {} };
     var rows = buildRows(graph);
     function pills(list) { return (list || []).map(function (c) { return { name: c.id, token: c.token, kind: "logit" }; }); }
     rows[0].nodes = pills(graph.unembed_tokens);
@@ -106,22 +152,35 @@
     var maxLabel = 8;
     graph.nodes.forEach(function (n) { maxLabel = Math.max(maxLabel, n.name.length); });
     var spacing = Math.max(96, maxLabel * CHAR_W + 18);
-    var TOKEN_SPACING = 64;
     var maxCount = 1, maxTokens = 1;
     rows.forEach(function (r) {
       if (r.kind === "end") maxTokens = Math.max(maxTokens, r.nodes.length);
       else maxCount = Math.max(maxCount, r.nodes.length);
     });
     // A wide circuit does not fit full names side by side: label each node with its index
-    // (the row label carries the location) and pack the nodes closer.
+    // (the row label carries the location) and pack the nodes closer; the view is fitted to
+    // the pane afterwards, and zooming in brings the labels back to a readable size.
     var avail = Math.max(400, (container.clientWidth || 1000) - LEFT - RIGHT);
-    var compact = maxCount * spacing > avail;
+    var compact = maxCount * spacing > 1.6 * avail;  // beyond that, the fit would shrink names unreadably
     if (compact) {
       var maxIdx = 3;
       graph.nodes.forEach(function (n) { maxIdx = Math.max(maxIdx, String(n.index).length); });
-      spacing = Math.max(maxIdx * CHAR_W + 14, Math.min(spacing, avail / maxCount));
+      spacing = maxIdx * CHAR_W + 14;
     }
-    var inner = Math.max(maxCount * spacing, maxTokens * TOKEN_SPACING);
+    var headGap = spacing * 0.6;
+
+    function gapBefore(r, i) {
+      if (i === 0) return 0;
+      var gap = r.kind === "end" ? TOKEN_SPACING : spacing;
+      return gap + (r.grouped && r.nodes[i].head !== r.nodes[i - 1].head ? headGap : 0);
+    }
+    function span(r) {
+      var s = 0;
+      for (var i = 1; i < r.nodes.length; i++) s += gapBefore(r, i);
+      return s;
+    }
+    var inner = spacing;
+    rows.forEach(function (r) { inner = Math.max(inner, span(r) + (r.kind === "end" ? TOKEN_SPACING : spacing)); });
     var width = LEFT + inner + RIGHT;
     var cx = LEFT + inner / 2;
 
@@ -129,7 +188,7 @@
     var y = TOP;
     rows.forEach(function (r) {
       var h = r.kind === "row" ? ROW_H : r.kind === "empty" ? EMPTY_H : END_H;
-      r.top = y; r.height = h; r.y = y + h / 2 - (r.kind === "row" ? 8 : 0);
+      r.top = y; r.height = h; r.y = y + h / 2 - (r.kind === "row" ? 6 : 0);
       y += h;
     });
     var height = y + TOP;
@@ -148,8 +207,8 @@
       tokenName[t.id] = JSON.stringify(t.token);
     });
     function place(r) {
-      var n = r.nodes.length, gap = r.kind === "end" ? TOKEN_SPACING : spacing;
-      r.nodes.forEach(function (node, i) { pos[node.name] = { x: cx + (i - (n - 1) / 2) * gap, y: r.y }; });
+      var x = cx - span(r) / 2;
+      r.nodes.forEach(function (node, i) { x += gapBefore(r, i); pos[node.name] = { x: x, y: r.y }; });
     }
     rows.forEach(place);
     function sweep(order) {
@@ -160,7 +219,16 @@
           var xs = (nb[node.name] || []).filter(function (m) { return pos[m]; }).map(function (m) { return pos[m].x; });
           bary[node.name] = xs.length ? xs.reduce(function (a, b) { return a + b; }, 0) / xs.length : pos[node.name].x;
         });
-        r.nodes.sort(function (a, b) { return bary[a.name] - bary[b.name] || cmpArr(rowOrderKey(a), rowOrderKey(b)); });
+        if (r.grouped) {  // heads move as blocks: a head sits at the mean of its channels
+          var sum = {}, count = {};
+          r.nodes.forEach(function (n) { sum[n.head] = (sum[n.head] || 0) + bary[n.name]; count[n.head] = (count[n.head] || 0) + 1; });
+          r.nodes.sort(function (a, b) {
+            return sum[a.head] / count[a.head] - sum[b.head] / count[b.head] || a.head - b.head ||
+              QKV[a.kind] - QKV[b.kind] || bary[a.name] - bary[b.name] || a.channel - b.channel;
+          });
+        } else {
+          r.nodes.sort(function (a, b) { return bary[a.name] - bary[b.name] || cmpArr(rowOrderKey(a), rowOrderKey(b)); });
+        }
         place(r);
       });
     }
@@ -168,7 +236,9 @@
     for (var it = 0; it < 4; it++) { sweep(bottomUp); sweep(rows); }
     sweep(bottomUp);
 
-    var svg = el("svg", { width: width, height: height, viewBox: "0 0 " + width + " " + height, class: "circuit" }, container);
+    container.classList.add("graph-host");
+    var svg = el("svg", { width: "100%", height: "100%", class: "circuit", "data-width": width, "data-height": height }, container);
+    var vp = el("g", { class: "viewport" }, svg);
 
     // bands: one per layer plus the two ends
     var bands = [];
@@ -178,8 +248,8 @@
       if (last && last.id === id) { last.bottom = r.top + r.height; last.rows.push(r); }
       else bands.push({ id: id, top: r.top, bottom: r.top + r.height, rows: [r], layer: r.layer, end: r.kind === "end" ? r.title : null });
     });
-    var gb = el("g", { class: "bands" }, svg);
-    bands.forEach(function (b, i) {
+    var gb = el("g", { class: "bands" }, vp);
+    bands.forEach(function (b) {
       el("rect", { x: 0, y: b.top, width: width, height: b.bottom - b.top,
         class: b.end ? "band band-end" : (b.layer % 2 ? "band band-odd" : "band band-even") }, gb);
       var t;
@@ -195,12 +265,18 @@
         var rt = el("text", { x: 30, y: r.y - 2, class: "row-label" }, gb);
         rt.textContent = graph.row_titles[r.row] || r.row;
         var rl = el("text", { x: 30, y: r.y + 11, class: "row-loc" }, gb);
-        rl.textContent = r.layer + "." + (r.row.slice(-4) === ".qkv" ? r.row.slice(0, -4) + ".q/k/v" : r.row);
+        rl.textContent = r.layer + "." + (r.grouped ? r.row.slice(0, -4) + ".q/k/v" : r.row);
       });
       if (b.end === "embedding") {
         var et = el("text", { x: 10, y: b.top + 32, class: "end-note" }, gb);
         var nt = (graph.embed_tokens || []).length;
-        et.textContent = nt ? (graph.embed_tokens_hidden ? nt + " strongest of " + (nt + graph.embed_tokens_hidden) + " task tokens" : "task tokens") : "tokens \u2192 residual";
+        et.textContent = nt ? "task tokens" : "tokens \u2192 residual";
+        if (nt && graph.embed_note) {
+          var en = el("title", {}, et);
+          en.textContent = graph.embed_note;
+          var e2 = el("text", { x: 10, y: b.top + 45, class: "end-note" }, gb);
+          e2.textContent = "(" + graph.embed_note + ")";
+        }
       }
       if (b.end === "unembedding") {
         var ut = el("text", { x: 10, y: b.top + 32, class: "end-note" }, gb);
@@ -208,8 +284,29 @@
       }
     });
 
+    // head boxes behind the q/k/v channels of one head
+    var gh = el("g", { class: "heads" }, vp);
+    rows.forEach(function (r) {
+      if (!r.grouped) return;
+      var groups = [];
+      r.nodes.forEach(function (n) {
+        var g = groups[groups.length - 1];
+        if (g && g.head === n.head) { g.max = pos[n.name].x; g.n++; }
+        else groups.push({ head: n.head, min: pos[n.name].x, max: pos[n.name].x, n: 1 });
+      });
+      groups.forEach(function (g) {
+        var colour = HEAD_COLOURS[g.head % HEAD_COLOURS.length];
+        var pad = Math.min(spacing / 2, 16) + 2;
+        var box = el("g", { class: "head-group", "data-head": g.head }, gh);
+        el("rect", { x: g.min - pad, y: r.y - 15, width: g.max - g.min + 2 * pad, height: 46, rx: 6,
+          fill: colour, "fill-opacity": 0.07, stroke: colour, "stroke-opacity": 0.55, class: "head-box" }, box);
+        var ht = el("text", { x: g.min - pad + 3, y: r.y - 18, class: "head-label", fill: colour }, box);
+        ht.textContent = "head " + g.head;
+      });
+    });
+
     // edges
-    var ge = el("g", { class: "edges" }, svg);
+    var ge = el("g", { class: "edges" }, vp);
     var maxW = { edge: 0, token: 0 };
     allEdges.forEach(function (a) {
       if (a.type !== "residual" && a.e.weight !== null) maxW[a.type] = Math.max(maxW[a.type], Math.abs(a.e.weight));
@@ -227,7 +324,6 @@
         d = "M" + p.x + " " + p.y + " C" + p.x + " " + my + " " + q.x + " " + my + " " + q.x + " " + q.y;
       }
       var g = el("g", { class: "edge edge-" + a.type, "data-source": e.source, "data-target": e.target }, ge);
-      g.dataset.strength = a.type === "residual" || !maxW[a.type] ? 1 : Math.abs(e.weight) / maxW[a.type];
       var stroke, w;
       if (a.type === "residual") { stroke = "#9ca3af"; w = 1.3; }
       else {
@@ -243,87 +339,213 @@
       var src = a.type === "token" && String(e.source).indexOf("embed.") === 0 ? tokenName[e.source] : e.source;
       var dst = a.type === "token" && String(e.target).indexOf("unembed.") === 0 ? tokenName[e.target] : e.target;
       var text = src + " \u2192 " + dst + "\n" + what + (a.type === "residual" && e.weight === null ? "" : "   weight " + fmt(e.weight));
-      g.addEventListener("mouseenter", function (ev) { g.classList.add("hl"); if (opts.tooltip) opts.tooltip.show(text, ev); });
-      g.addEventListener("mousemove", function (ev) { if (opts.tooltip) opts.tooltip.move(ev); });
-      g.addEventListener("mouseleave", function () { g.classList.remove("hl"); if (opts.tooltip) opts.tooltip.hide(); });
+      g.addEventListener("mouseenter", function (ev) { if (!panning()) { g.classList.add("hl"); tooltip.show(text, ev); } });
+      g.addEventListener("mousemove", function (ev) { if (!panning()) tooltip.move(ev); });
+      g.addEventListener("mouseleave", function () { g.classList.remove("hl"); tooltip.hide(); });
+      a.g = g;
       edgeEls.push(g);
     });
 
     // nodes
-    var gn = el("g", { class: "nodes" }, svg);
+    var gn = el("g", { class: "nodes" }, vp);
     var nodeEls = {};
+    function focus(name, on) {
+      svg.classList.toggle("focus", on);
+      nodeEls[name].classList.toggle("hl", on);
+      edgeEls.forEach(function (eg) {
+        var s = eg.dataset.source, t = eg.dataset.target;
+        var mine = s === name || t === name;
+        eg.classList.toggle("hl", on && mine);
+        if (mine && nodeEls[s === name ? t : s]) nodeEls[s === name ? t : s].classList.toggle("nb", on);
+      });
+    }
     rows.forEach(function (r) {
       r.nodes.forEach(function (n) {
         var p = pos[n.name];
-        var g = el("g", { class: "node node-" + n.kind, "data-node": n.name, tabindex: n.kind === "logit" ? null : 0 }, gn);
+        var g = el("g", { class: "node node-" + n.kind, "data-node": n.name, "data-head": n.head,
+          tabindex: n.kind === "logit" ? null : 0 }, gn);
+        nodeEls[n.name] = g;
         if (n.kind === "logit") {
           var shown = SC.tokText ? SC.tokText(n.token) : n.token;
           var tw = Math.max(28, shown.length * 7.5 + 16);
           el("rect", { x: p.x - tw / 2, y: p.y - 12, width: tw, height: 24, rx: 12, class: "logit-pill" }, g);
           var lt = el("text", { x: p.x, y: p.y + 4, "text-anchor": "middle", class: "logit-label" }, g);
           lt.textContent = shown;
-        } else {
-          // one transparent box over shape and label, so a click anywhere on either selects
-          var label = compact ? String(n.index) : n.name;
-          var hw = Math.max(10, (label.length * CHAR_W) / 2 + 4);
-          el("rect", { x: p.x - hw, y: p.y - 12, width: 2 * hw, height: 42, fill: "transparent", class: "node-hit" }, g);
-          shape(g, n.kind, p.x, p.y, 8);
-          var t = el("text", { x: p.x, y: p.y + 24, "text-anchor": "middle", class: "node-label" }, g);
-          t.textContent = label;
-          var tip = n.name + "\n" + (KINDS[n.kind] ? KINDS[n.kind].title : n.kind) +
-            (n.head !== undefined ? "   head " + n.head + ", channel " + n.channel : "");
-          g.addEventListener("click", function () { if (opts.onSelect) opts.onSelect(n.name); });
-          g.addEventListener("keydown", function (ev) { if (ev.key === "Enter" && opts.onSelect) opts.onSelect(n.name); });
-          g.addEventListener("mouseenter", function (ev) {
-            svg.classList.add("focus");
-            g.classList.add("hl");
-            edgeEls.forEach(function (eg) {
-              if (eg.dataset.source === n.name || eg.dataset.target === n.name) eg.classList.add("hl");
-            });
-            if (opts.tooltip) opts.tooltip.show(tip, ev);
-          });
-          g.addEventListener("mousemove", function (ev) { if (opts.tooltip) opts.tooltip.move(ev); });
-          g.addEventListener("mouseleave", function () {
-            svg.classList.remove("focus");
-            g.classList.remove("hl");
-            edgeEls.forEach(function (eg) { eg.classList.remove("hl"); });
-            if (opts.tooltip) opts.tooltip.hide();
-          });
+          var ltip = JSON.stringify(n.token) + "\n" + (n.name.indexOf("embed.") === 0 ? "embedding row (token " : "candidate logit (token ") + n.name.split(".")[1] + ")";
+          g.addEventListener("mouseenter", function (ev) { if (!panning()) { focus(n.name, true); tooltip.show(ltip, ev); } });
+          g.addEventListener("mousemove", function (ev) { if (!panning()) tooltip.move(ev); });
+          g.addEventListener("mouseleave", function () { focus(n.name, false); tooltip.hide(); });
+          return;
         }
-        nodeEls[n.name] = g;
+        // one transparent box over shape and label, so a click anywhere on either selects
+        var label = compact ? String(n.index) : n.name;
+        var hw = Math.max(10, (label.length * CHAR_W) / 2 + 4);
+        el("rect", { x: p.x - hw, y: p.y - 12, width: 2 * hw, height: 40, fill: "transparent", class: "node-hit" }, g);
+        shape(g, n.kind, p.x, p.y, 8);
+        var t = el("text", { x: p.x, y: p.y + 23, "text-anchor": "middle", class: "node-label" }, g);
+        t.textContent = label;
+        var tip = n.name + "\n" + (KINDS[n.kind] ? KINDS[n.kind].title : n.kind) +
+          (n.head !== undefined ? "   head " + n.head + ", channel " + n.channel : "");
+        // A click hides the tooltip: the panel it opens is the answer, and a tooltip left
+        // standing would cover the neighbouring nodes.
+        g.addEventListener("click", function () { tooltip.hide(); if (opts.onSelect) opts.onSelect(n.name); });
+        g.addEventListener("keydown", function (ev) { if (ev.key === "Enter" && opts.onSelect) opts.onSelect(n.name); });
+        g.addEventListener("mouseenter", function (ev) { if (!panning()) { focus(n.name, true); tooltip.show(tip, ev); } });
+        g.addEventListener("mousemove", function (ev) { if (!panning()) tooltip.move(ev); });
+        g.addEventListener("mouseleave", function () { focus(n.name, false); tooltip.hide(); });
       });
     });
 
+    // Row names pinned to the pane's left edge, for when zooming has moved the band labels
+    // out of view (a node's label is only its index then).
+    var gs = el("g", { class: "sticky-rows" }, svg);
+    var sticky = rows.filter(function (r) { return r.kind === "row"; }).map(function (r) {
+      var t = el("text", { x: 6, class: "sticky-row" }, gs);
+      t.textContent = r.layer + "." + (r.grouped ? r.row.slice(0, -4) + ".q/k/v" : r.row);
+      return { el: t, y: r.y };
+    });
+
+    // ------------------------------------------------------------ pan and zoom
+    var view = { s: 1, x: 0, y: 0 }, fitted = { s: 1 }, userMoved = false, drag = null, swallowClick = false;
+    function apply() {
+      vp.setAttribute("transform", "translate(" + view.x.toFixed(2) + " " + view.y.toFixed(2) + ") scale(" + view.s.toFixed(5) + ")");
+      svg.setAttribute("data-scale", view.s.toFixed(5));
+      gs.classList.toggle("on", view.x + (LEFT - 10) * view.s < 0);
+      sticky.forEach(function (r) { r.el.setAttribute("y", (view.y + view.s * r.y + 4).toFixed(1)); });
+    }
+    function fit() {
+      var W = container.clientWidth, H = container.clientHeight, m = 8;
+      if (!W || !H || !svg.isConnected) return;  // hidden, or replaced by another circuit
+      var top = TOOLBAR_H;
+      var s = Math.min((W - 2 * m) / width, (H - top - m) / height, 1.25);
+      view = { s: s, x: (W - width * s) / 2, y: top + Math.max(0, (H - top - m - height * s) / 2) };
+      fitted = { s: s };
+      userMoved = false;
+      apply();
+    }
+    function zoomAt(px, py, factor) {
+      var s2 = Math.max(fitted.s * 0.5, Math.min(Math.max(4, fitted.s * 4), view.s * factor));
+      var f = s2 / view.s;
+      view.x = px - (px - view.x) * f;
+      view.y = py - (py - view.y) * f;
+      view.s = s2;
+      userMoved = true;
+      apply();
+    }
+    function panning() { return !!(drag && drag.moved); }
+    svg.addEventListener("wheel", function (ev) {
+      ev.preventDefault();
+      tooltip.hide();
+      var r = svg.getBoundingClientRect();
+      var dy = ev.deltaY * (ev.deltaMode === 1 ? 16 : ev.deltaMode === 2 ? 400 : 1);
+      zoomAt(ev.clientX - r.left, ev.clientY - r.top, Math.exp(-dy * 0.0015));
+    }, { passive: false });
+    svg.addEventListener("pointerdown", function (ev) {
+      if (ev.button !== 0) return;
+      drag = { x: ev.clientX, y: ev.clientY, vx: view.x, vy: view.y, moved: false };
+    });
+    svg.addEventListener("pointermove", function (ev) {
+      if (!drag) return;
+      var dx = ev.clientX - drag.x, dy = ev.clientY - drag.y;
+      if (!drag.moved) {
+        if (dx * dx + dy * dy < 16) return;  // a click that shook a little is still a click
+        drag.moved = true;
+        svg.setPointerCapture(ev.pointerId);
+        svg.classList.add("panning");
+        tooltip.hide();
+      }
+      view.x = drag.vx + dx;
+      view.y = drag.vy + dy;
+      userMoved = true;
+      apply();
+    });
+    function endDrag() {
+      if (drag && drag.moved) { swallowClick = true; setTimeout(function () { swallowClick = false; }, 0); }
+      svg.classList.remove("panning");
+      drag = null;
+    }
+    svg.addEventListener("pointerup", endDrag);
+    svg.addEventListener("pointercancel", endDrag);
+    // The click that ends a drag must not select the node the drag started on.
+    svg.addEventListener("click", function (ev) { if (swallowClick) { ev.stopPropagation(); ev.preventDefault(); } }, true);
+
+    // ------------------------------------------------------------ toolbar
+    var bar = document.createElement("div");
+    bar.className = "graph-tools";
+    var nCircuit = allEdges.filter(function (a) { return a.type === "edge"; }).length;
+    var limits = EDGE_LIMITS.filter(function (n) { return n < nCircuit; });
+    var defaultLimit = limits.length ? limits.filter(function (n) { return n >= Math.min(graph.nodes.length, 100); })[0] || limits[limits.length - 1] : null;
+    bar.innerHTML =
+      '<label title="Which circuit edges are drawn; hover a node to see all of its edges">edges ' +
+      '<select class="edge-limit">' + limits.map(function (n) {
+        return '<option value="' + n + '"' + (n === defaultLimit ? " selected" : "") + ">strongest " + n + " + each node's strongest</option>";
+      }).join("") + '<option value="all"' + (defaultLimit === null ? " selected" : "") + ">all " + nCircuit + "</option></select></label>" +
+      '<span class="edge-count"></span>' +
+      '<button type="button" class="zoom-out" title="zoom out">\u2212</button>' +
+      '<button type="button" class="zoom-in" title="zoom in (or use the wheel)">+</button>' +
+      '<button type="button" class="zoom-fit" title="fit the whole circuit in the pane">fit</button>' +
+      '<span class="graph-hint">wheel: zoom \u00b7 drag: pan</span>';
+    container.appendChild(bar);
+    function centre(factor) { zoomAt(container.clientWidth / 2, container.clientHeight / 2, factor); }
+    bar.querySelector(".zoom-in").addEventListener("click", function () { centre(1.4); });
+    bar.querySelector(".zoom-out").addEventListener("click", function () { centre(1 / 1.4); });
+    bar.querySelector(".zoom-fit").addEventListener("click", fit);
+    var limitSel = bar.querySelector(".edge-limit");
+    function limitEdges(limit) {
+      var show = visibleEdges(allEdges.filter(function (a) { return a.g; }), limit);
+      var n = 0;
+      allEdges.forEach(function (a) {
+        if (!a.g) return;
+        var on = show.has(a);
+        a.g.classList.toggle("filtered", !on);
+        if (on && a.type === "edge") n++;
+      });
+      bar.querySelector(".edge-count").textContent = n + " of " + nCircuit + " drawn";
+    }
+    limitSel.addEventListener("change", function () { limitEdges(this.value === "all" ? null : +this.value); });
+    limitEdges(defaultLimit);
+
+    fit();
+    var observer = null;
+    if (window.ResizeObserver) {  // a pane that changes size refits, unless the user has moved
+      observer = new ResizeObserver(function () { if (!userMoved) fit(); });
+      observer.observe(container);
+    }
+    container._scCleanup = function () { if (observer) observer.disconnect(); container.classList.remove("graph-host"); };
+
     return {
-      /* Hide edges whose |weight| is below `fraction` of the largest of their kind. */
-      threshold: function (fraction) {
-        edgeEls.forEach(function (eg) { eg.style.display = +eg.dataset.strength < fraction ? "none" : ""; });
-      },
       select: function (name) {
         Object.keys(nodeEls).forEach(function (k) { nodeEls[k].classList.toggle("selected", k === name); });
       },
+      fit: fit,
+      zoom: centre,
+      view: function () { return { scale: view.s, x: view.x, y: view.y, fitted: fitted.s }; },
+      limitEdges: limitEdges,
       positions: pos,
+      size: { width: width, height: height },
     };
   };
 
   SC.legendHTML = function () {
     function item(kind) {
       var st = KINDS[kind];
-      var svg = '<svg width="22" height="22" viewBox="0 0 22 22">';
+      var svg = '<svg width="18" height="18" viewBox="0 0 22 22">';
       if (st.shape === "circle") svg += '<circle cx="11" cy="11" r="7"';
       else if (st.shape === "square") svg += '<rect x="4" y="4" width="14" height="14" rx="2"';
       else svg += '<polygon points="11,2 20,11 11,20 2,11"';
       svg += ' fill="' + st.fill + '" stroke="' + st.stroke + '" stroke-width="1.5"/></svg>';
-      return '<span class="legend-item">' + svg + st.title + "</span>";
+      return '<span class="legend-item" title="' + st.title + '">' + svg + st.short + "</span>";
     }
     function line(color, dash, label, w) {
-      return '<span class="legend-item"><svg width="30" height="12"><line x1="2" y1="6" x2="28" y2="6" stroke="' +
+      return '<span class="legend-item"><svg width="20" height="12"><line x1="1" y1="6" x2="19" y2="6" stroke="' +
         color + '" stroke-width="' + (w || 3) + '"' + (dash ? ' stroke-dasharray="' + dash + '"' : "") +
         "/></svg>" + label + "</span>";
     }
     return ["neuron", "resid_read", "resid_write", "q", "k", "v"].map(item).join("") +
-      line(POS, null, "positive weight") + line(NEG, null, "negative weight") +
-      line("#9ca3af", "5 4", "residual link", 1.5) + line("#6b7280", "2 3", "token (un)embedding") +
-      '<span class="legend-item legend-note">edge width \u221d |weight|</span>';
+      '<span class="legend-item" title="the q/k/v channels of one attention head (channel index = head \u00d7 d_head + channel)">' +
+      '<svg width="22" height="14"><rect x="1" y="1" width="20" height="12" rx="3" fill="#2563eb" fill-opacity=".08" stroke="#2563eb" stroke-opacity=".55"/></svg>head</span>' +
+      line(POS, null, "+ weight") + line(NEG, null, "\u2212 weight") +
+      line("#9ca3af", "5 4", "residual link", 1.5) + line("#6b7280", "2 3", "token row") +
+      '<span class="legend-item legend-note" title="edge width is proportional to |weight|">width \u221d |w|</span>';
   };
 })();

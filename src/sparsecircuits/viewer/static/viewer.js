@@ -272,6 +272,7 @@
   }
 
   function addIntervention(node, op) {
+    S.revealResult = true;  // the user asked: bring the results into view when they arrive
     if (STATIC) { S.interventions = [{ node: node, op: op, value: null }]; renderInterventions(); return; }
     var value = null;
     if (op === "clamp" || op === "scale") {
@@ -344,11 +345,23 @@
     html += '<div class="examples-box"><table class="examples"><tr><th>class</th><th>\u2026 context</th><th>correct / wrong</th><th>p(correct)</th><th>p(wrong)</th></tr>';
     var examples = r.examples || (STATIC && STATIC.baseline[r.mode] ? STATIC.baseline[r.mode].examples : []);
     examples.forEach(function (ex, i) {
-      html += '<tr><td class="cls">' + esc(ex["class"]) + '</td><td class="ctx"><code>' + esc(showTok(ex.tail, false)) + "</code></td><td class=\"cands\">" +
+      var whole = ex.context !== undefined ? ex.context : ex.tail;
+      var cut = whole.length > ex.tail.length;
+      html += '<tr><td class="cls">' + esc(ex["class"]) + '</td><td class="ctx' + (cut ? " cut" : "") + '"' +
+        (cut ? ' title="click to show the whole context"' : "") + '><code class="ctx-tail">' + (cut ? "\u2026" : "") +
+        esc(showTok(ex.tail, false)) + '</code>' + (cut ? '<code class="ctx-full">' + esc(showTok(whole, true)) + "</code>" : "") +
+        "</td><td class=\"cands\">" +
         tokCode(ex.correct) + " / " + tokCode(ex.wrong) + "</td>" +
         "<td>" + pbar(b.p_correct[i], v.p_correct[i], "#16a34a") + "</td><td>" + pbar(b.p_wrong[i], v.p_wrong[i], "#dc2626") + "</td></tr>";
     });
     $("intervene-result").innerHTML = html + "</table></div>";
+    $("intervene-result").querySelectorAll("td.ctx.cut").forEach(function (td) {
+      td.addEventListener("click", function () { td.classList.toggle("open"); });
+    });
+    if (S.revealResult) {
+      S.revealResult = false;
+      $("intervene-result").scrollIntoView({ block: "nearest" });
+    }
   }
 
   function pbar(before, after, color) {
@@ -358,29 +371,66 @@
   }
 
   // ---------------------------------------------------------------- circuit
+  /* What the circuit file's keys mean, for the header (the raw key stays in the tooltip). */
+  var LABELS = {
+    full_model_val: "full model, val",
+    full_model_test: "full model, test",
+    val_before_calibration: "circuit, val (uncalibrated)",
+    val_after_calibration: "circuit, val (calibrated)",
+    test_sufficiency: "circuit alone, test",
+    test_sufficiency_uncalibrated: "circuit alone, test (uncalibrated)",
+    test_necessity: "model without the circuit, test",
+    test_all_ablated: "everything ablated, test",
+    val: "val loss",
+    test: "test loss",
+    nodes: "nodes",
+    units: "mask units",
+    edges: "edges",
+    edges_total: "edges incl. token rows",
+    model_nodes: "nodes in the model",
+    target_loss: "target loss",
+    ablation: "ablation",
+    "model.step": "model step",
+  };
+  function label(key) {
+    if (LABELS[key]) return LABELS[key];
+    return key.replace(/_uncalibrated$/, " (uncalibrated)").replace(/[._]/g, " ");
+  }
+  function kvHTML(obj, keys, fmtValue) {
+    return keys.map(function (k) {
+      return '<span title="' + esc(k) + '"><b>' + esc(label(k)) + "</b> " + fmtValue(obj[k]) + "</span>";
+    }).join("");
+  }
+  // The header's first line; every other count, loss and scalar is under "more".
+  var MAIN_COUNTS = ["nodes", "edges"];
+  var MAIN_LOSSES = ["full_model_val", "val_after_calibration", "test_sufficiency", "test_necessity", "val", "test"];
   function renderSummary(view) {
     var c = view.circuit;
-    var losses = Object.keys(c.losses || {}).map(function (k) { return "<span><b>" + esc(k) + "</b> " + num(c.losses[k]) + "</span>"; }).join("");
-    var counts = Object.keys(c.counts || {}).map(function (k) { return "<span><b>" + esc(k) + "</b> " + esc(c.counts[k]) + "</span>"; }).join("");
-    var extra = Object.keys(c.summary || {}).slice(0, 24).map(function (k) {
-      return "<span><b>" + esc(k) + "</b> " + (typeof c.summary[k] === "number" ? num(c.summary[k]) : esc(c.summary[k])) + "</span>";
-    }).join("");
+    function value(v) { return typeof v === "number" ? (Number.isInteger(v) ? String(v) : num(v)) : esc(v); }
+    function split(obj, main) {
+      var keys = Object.keys(obj || {});
+      return [main.filter(function (k) { return keys.indexOf(k) >= 0; }), keys.filter(function (k) { return main.indexOf(k) < 0; })];
+    }
+    var cs = split(c.counts, MAIN_COUNTS), ls = split(c.losses, MAIN_LOSSES);
+    if (!ls[0].length) { ls = [ls[1].slice(0, 4), ls[1].slice(4)]; }
+    var losses = kvHTML(c.losses || {}, ls[0], function (v) { return num(v); });
+    var counts = kvHTML(c.counts || {}, cs[0], value);
+    var extra = kvHTML(c.counts || {}, cs[1], value) + kvHTML(c.losses || {}, ls[1], function (v) { return num(v); }) +
+      kvHTML(c.summary || {}, Object.keys(c.summary || {}), value);
+    var lossKind = (c.summary || {})["hyperparameters.loss"];
     var warn = (view.warnings || []).map(function (w) { return '<p class="warning">' + esc(w) + "</p>"; }).join("");
     $("circuit-summary").innerHTML = '<div class="summary-title"><b>' + esc(c.name) + "</b> \u00b7 task <code>" + esc(c.task) +
       "</code> \u00b7 model <code>" + esc(view.model) + "</code>" + (c.ablation ? " \u00b7 " + esc(c.ablation) + " ablation" : "") + "</div>" +
-      '<div class="kv counts">' + counts + '</div><div class="kv losses">' + losses + "</div>" +
+      '<div class="kv"><span class="counts">' + counts + '</span><span class="losses"><span class="kv-head">' +
+      esc(lossKind ? lossKind.replace(/_/g, "-") + " loss" : "loss") + ":</span>" + losses + "</span></div>" +
       (extra ? '<details><summary>more</summary><div class="kv">' + extra + "</div></details>" : "") + warn;
   }
 
   function showCircuit(view) {
     S.graph = view.graph;
     renderSummary(view);
-    $("legend").innerHTML = SC.legendHTML() + '<label class="legend-item">hide edges below <input id="edge-threshold" type="range" min="0" max="0.95" step="0.05" value="0"> <span id="edge-threshold-value">0%</span> of max |w|</label>';
+    $("legend").innerHTML = SC.legendHTML();
     S.view = SC.renderGraph($("graph"), view.graph, { onSelect: selectNode, tooltip: tooltip });
-    $("edge-threshold").addEventListener("input", function () {
-      $("edge-threshold-value").textContent = Math.round(100 * this.value) + "%";
-      S.view.threshold(+this.value);
-    });
     if (!view.graph.nodes.length) $("graph").insertAdjacentHTML("beforeend", '<p class="hint">This circuit has no nodes.</p>');
   }
 
@@ -424,16 +474,23 @@
       var o = document.createElement("option"); o.value = value; o.textContent = value; sel.appendChild(o);
     }
     sel.value = value || "";
+    titleFromOption(sel);
   }
   function fill(id, items, blank) {
     var sel = $(id);
     sel.innerHTML = (blank ? '<option value="">' + blank + "</option>" : "") + items.map(function (it) {
-      return '<option value="' + esc(it.value) + '"' + (it.disabled ? " disabled" : "") + ">" + esc(it.label) + "</option>";
+      return '<option value="' + esc(it.value) + '" title="' + esc(it.label) + '"' + (it.disabled ? " disabled" : "") + ">" + esc(it.label) + "</option>";
     }).join("");
+    titleFromOption(sel);
+  }
+  /* A select shows its whole choice on hover, however narrow the top bar makes it. */
+  function titleFromOption(sel) {
+    var o = sel.options[sel.selectedIndex];
+    sel.title = o ? o.textContent : "";
   }
   function fillCircuits() {
     var items = S.artifacts.circuits.map(function (c) {
-      return { value: c.id, label: c.error ? c.id + " (unreadable)" : c.id + "  (" + c.task + ", " + c.nodes + " nodes, " + c.edges + " edges)", disabled: !!c.error };
+      return { value: c.id, label: c.error ? c.id + " (unreadable: " + c.error.slice(0, 120) + ")" : c.id + "  (" + c.task + ", " + c.nodes + " nodes, " + c.edges + " edges)", disabled: !!c.error };
     });
     fill("pick-circuit", items, items.length ? "\u2014 no circuit \u2014" : "\u2014 no circuits found \u2014");
   }
@@ -445,7 +502,7 @@
       S.artifacts = res[0];
       S.tasks = res[1];
       fill("pick-model", S.artifacts.models.map(function (m) {
-        return { value: m.id, label: m.id + (m.step !== undefined && m.step !== null ? "  (step " + m.step + ")" : ""), disabled: !!m.error };
+        return { value: m.id, label: m.id + (m.error ? " (unreadable: " + m.error.slice(0, 120) + ")" : m.step !== undefined && m.step !== null ? "  (step " + m.step + ")" : ""), disabled: !!m.error };
       }), S.artifacts.models.length ? null : "\u2014 no models found \u2014");
       fill("pick-task", S.tasks.map(function (t) { return { value: t.name, label: t.name }; }));
       fillCircuits();
@@ -459,6 +516,9 @@
       loadCircuit(pick);
     }).catch(function (e) { status(e.message, true); });
 
+    ["pick-model", "pick-task", "pick-circuit"].forEach(function (id) {
+      $(id).addEventListener("change", function () { titleFromOption(this); });
+    });
     $("pick-circuit").addEventListener("change", function () { loadCircuit(this.value); });
     $("pick-model").addEventListener("change", function () {
       S.model = this.value; setSelect("pick-circuit", ""); loadCircuit("");
@@ -509,13 +569,17 @@
     document.querySelectorAll("[data-live]").forEach(function (e) { e.remove(); });
     document.body.classList.add("static");
     $("static-title").textContent = "report \u00b7 " + STATIC.view.circuit.name;
+    $("static-title").insertAdjacentHTML("afterend", '<span id="static-note">static report: precomputed mean/zero ablations only; ' +
+      "live clamping, scaling, text and steering need <code>sparsecircuits serve</code></span>");
+    $("intervene-list").insertAdjacentHTML("beforebegin", '<p class="static-note">This report holds each node\'s mean- and ' +
+      "zero-ablation result, computed when it was written. Combining interventions, clamping, scaling, per-token text and " +
+      "steering are live only: run <code>sparsecircuits serve</code> on the artifacts directory.</p>");
     S.circuit = STATIC.view.circuit.id;
     showCircuit(STATIC.view);
     var modes = Object.keys(STATIC.baseline || {});
     Array.prototype.forEach.call($("intervene-mode").options, function (o) { o.disabled = modes.indexOf(o.value) < 0; });
     $("intervene-mode").addEventListener("change", function () { S.mode = this.value; runInterventions(); });
     if (STATIC.baseline && STATIC.baseline.model) renderResult(STATIC.baseline.model);
-    $("intervene-result").insertAdjacentHTML("afterbegin", '<p class="note">Static report: live clamping, scaling, text and steering need <code>sparsecircuits serve</code>.</p>');
   }
 
   if (STATIC) initStatic(); else initLive();

@@ -13,9 +13,8 @@ from pathlib import Path
 
 import torch
 
-from sparsecircuits.checkpoint import content_hash, load_checkpoint
-from sparsecircuits.circuits.circuit_file import Circuit
-from tests.viewer.handmade import node_entry
+from sparsecircuits.checkpoint import load_checkpoint
+from tests.viewer.handmade import save_circuit
 
 
 def _busiest(counts: torch.Tensor, k: int) -> list[int]:
@@ -85,25 +84,5 @@ def big_circuit(checkpoint: Path, task: str, out_dir: Path, per_row: int = 12) -
                         writes.append((layer, i, name))
     for layer, channel, write in writes:
         links += [[write, r] for later, r in reads_by_channel.get(channel, []) if later > layer]
-    return Circuit(
-        model={"path": str(loaded.path), "content_hash": content_hash(loaded.path),
-               "step": loaded.meta.get("step"), "config": {}},
-        task={"name": task, "description": "big, for layout tests", "split_sizes": {},
-              "seed": 0, "candidates": [], "n_truncated": 0},
-        ablation="mean",
-        target_loss=0.15,
-        nodes=[node_entry(n) for n in nodes],
-        edges=edges,
-        embed_edges=[],
-        unembed_edges=[],
-        residual_links=links,
-        counts={"nodes": len(nodes), "edges": len(edges)},
-        losses={"test_sufficiency_uncalibrated": 0.7, "full_model_val": 0.4},
-        calibration={"scale": 1.0, "shift": 0.0, "shift_applies_to": "both candidate logits"},
-        validation={},
-        baseline=None,
-        search=None,
-        hyperparameters={},
-        training={},
-        wall_time_s={},
-    ).save(out_dir)
+    return save_circuit(loaded, task, "big, for layout tests", nodes, edges, links,
+                        {"test_sufficiency_uncalibrated": 0.7, "full_model_val": 0.4}, out_dir)

@@ -78,10 +78,26 @@ def handmade_circuit(checkpoint: Path, task: str, out_dir: Path) -> Path:
         read = f"{last}.attn.act_in.{channel}"
         add(read)
         links.append([w, read])
+    # no sidecar: the viewer takes the pruner's means for this model
+    return save_circuit(loaded, task, "hand-built", nodes, edges, links,
+                        {"val": 0.5, "test": 0.6}, out_dir)
+
+
+def node_entry(name: str) -> dict:
+    """A node as the pruner lists it (no mask score of its own: 1.0; no stored mean)."""
+    location, index = parse_node_name(name)
+    return {"name": name, "location": location, "index": index,
+            "layer": int(location.split(".")[0]), "kind": node_kind(location),
+            "mask_score": 1.0, "ablation_value": None}
+
+
+def save_circuit(loaded, task: str, description: str, nodes: list[str], edges: list,
+                 links: list, losses: dict, out_dir: Path) -> Path:
+    """Write a test circuit of `loaded` through the one real writer (no sidecar)."""
     return Circuit(
         model={"path": str(loaded.path), "content_hash": content_hash(loaded.path),
                "step": loaded.meta.get("step"), "config": {}},
-        task={"name": task, "description": "hand-built", "split_sizes": {}, "seed": 0,
+        task={"name": task, "description": description, "split_sizes": {}, "seed": 0,
               "candidates": [], "n_truncated": 0},
         ablation="mean",
         target_loss=0.15,
@@ -91,7 +107,7 @@ def handmade_circuit(checkpoint: Path, task: str, out_dir: Path) -> Path:
         unembed_edges=[],
         residual_links=links,
         counts={"nodes": len(nodes), "edges": len(edges)},
-        losses={"val": 0.5, "test": 0.6},
+        losses=losses,
         calibration={"scale": 1.0, "shift": 0.0, "shift_applies_to": "both candidate logits"},
         validation={},
         baseline=None,
@@ -99,12 +115,4 @@ def handmade_circuit(checkpoint: Path, task: str, out_dir: Path) -> Path:
         hyperparameters={},
         training={},
         wall_time_s={},
-    ).save(out_dir)  # no sidecar: the viewer takes the pruner's means for this model
-
-
-def node_entry(name: str) -> dict:
-    """A node as the pruner lists it (no mask score of its own: 1.0; no stored mean)."""
-    location, index = parse_node_name(name)
-    return {"name": name, "location": location, "index": index,
-            "layer": int(location.split(".")[0]), "kind": node_kind(location),
-            "mask_score": 1.0, "ablation_value": None}
+    ).save(out_dir)

@@ -2,7 +2,7 @@
 
 Layout (docs/architecture.md):
     config.json          format marker + version, the RunConfig, step, data description
-    model.safetensors    model weights
+    model.safetensors    model weights (an export may store some sparse: sparse_storage)
     tokenizer.json       the BPE the model was trained with
     trainer.safetensors  AdamW moments and RNG state (only needed to resume)
     trainer.json         optimiser step counters and data position (only needed to resume)
@@ -45,6 +45,7 @@ from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save_file
 from tokenizers import Tokenizer
 
+from sparsecircuits import sparse_storage
 from sparsecircuits.config import RunConfig, check_device_name, config_from_dict
 from sparsecircuits.errors import CheckpointError, ConfigError
 from sparsecircuits.fileformat import (
@@ -235,8 +236,13 @@ def check_tensor(
 
 
 def load_state_into(model: torch.nn.Module, state: dict[str, torch.Tensor], where: Path) -> None:
-    """Strict load: every tensor present, float, finite and of the right shape; nothing extra."""
+    """Strict load: every tensor present, float, finite and of the right shape; nothing extra.
+
+    `state` is a weights file's tensors as stored: tensors stored sparse (indices + values,
+    `sparsecircuits.sparse_storage`) are made dense here, their index checked first.
+    """
     expected = model.state_dict()
+    state = sparse_storage.decode(state, where, {k: tuple(v.shape) for k, v in expected.items()})
     missing = sorted(set(expected) - set(state))
     extra = sorted(set(state) - set(expected))
     if missing or extra:

@@ -25,8 +25,10 @@ app = typer.Typer(
 
 def _mount() -> None:
     # Imported inside a function so that importing this module stays cheap.
+    from sparsecircuits.autointerp import cli as autointerp_cli
     from sparsecircuits.circuits import cli as circuits_cli
     from sparsecircuits.experiments import cli as experiments_cli
+    from sparsecircuits.openai_format import cli as openai_cli
     from sparsecircuits.sae import cli as sae_cli
     from sparsecircuits.tasks import cli as tasks_cli
     from sparsecircuits.train import cli as train_cli
@@ -38,6 +40,8 @@ def _mount() -> None:
     viewer_cli.register(app)
     experiments_cli.register(app)
     app.add_typer(sae_cli.app, name="sae")
+    autointerp_cli.register(app)
+    openai_cli.register(app)
 
 
 def main() -> None:

@@ -169,6 +169,15 @@ class ModelConfig:
     """AbsTopK at every node location keeps this fraction of features; 1.0 turns it off."""
     norm_eps: Annotated[float, Range(gt=0, le=1)] = 1e-5
     """RMSNorm epsilon."""
+    abstopk_sites: str = "all"
+    """Where AbsTopK applies: 'all' node locations, or a comma-separated subset of
+    `attn.act_in,attn.q,attn.k,attn.v,attn.resid_delta,mlp.act_in,mlp.post_act,
+    mlp.resid_delta` (imported OpenAI models, docs/openai.md)."""
+    abstopk_rounding: str = "round"
+    """k per location: 'round' = max(1, round(fraction x width)); 'floor' = floor of it, as
+    OpenAI's circuit-sparsity code computes it (docs/openai.md)."""
+    mlp_activation: str = "gelu"
+    """The MLP nonlinearity: 'gelu' (exact erf form) or 'relu'."""
     kernels: str = "auto"
     """How sparse matrices and AbsTopK run on CPU: 'dense' (torch, dense-masked), 'sparse'
     (C++ kernels whose work follows the nonzero weights) or 'auto' (sparse below a measured
@@ -340,10 +349,37 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise ConfigError(f"model.positional must be 'none' or 'learned', got {m.positional!r}")
     if m.kernels not in ("auto", "dense", "sparse"):
         raise ConfigError(f"model.kernels must be 'auto', 'dense' or 'sparse', got {m.kernels!r}")
+    check_abstopk_sites(m.abstopk_sites, ConfigError)
+    if m.abstopk_rounding not in ("round", "floor"):
+        raise ConfigError(f"model.abstopk_rounding must be 'round' or 'floor', got {shown(m.abstopk_rounding)}")
+    if m.mlp_activation not in ("gelu", "relu"):
+        raise ConfigError(f"model.mlp_activation must be 'gelu' or 'relu', got {shown(m.mlp_activation)}")
     if d.val_fraction + d.test_fraction >= 1.0:
         raise ConfigError("data.val_fraction + data.test_fraction must leave files for training")
     check_device_name(t.device, "train.device", ConfigError)
     return cfg
+
+
+ABSTOPK_SITE_NAMES = ("attn.act_in", "attn.q", "attn.k", "attn.v", "attn.resid_delta",
+                      "mlp.act_in", "mlp.post_act", "mlp.resid_delta")
+"""The node sublocations `model.abstopk_sites` may list (model.locations has the same)."""
+
+
+def abstopk_site_set(sites: str) -> frozenset[str]:
+    """'all' or 'attn.q,mlp.post_act' -> the set of `<attn|mlp>.<sublocation>` it names."""
+    if sites == "all":
+        return frozenset(ABSTOPK_SITE_NAMES)
+    return frozenset(s for s in sites.split(",") if s)
+
+
+def check_abstopk_sites(sites: str, error: type[SparseCircuitsError]) -> None:
+    """`error` unless `sites` is 'all' or a comma-separated list of ABSTOPK_SITE_NAMES."""
+    if sites == "all":
+        return
+    unknown = [s for s in sites.split(",") if s not in ABSTOPK_SITE_NAMES]
+    if unknown:
+        raise error(f"model.abstopk_sites: unknown site {shown(unknown[0])} (use 'all' or a "
+                    f"comma-separated subset of {','.join(ABSTOPK_SITE_NAMES)})")
 
 
 def check_device_name(device: str, what: str, error: type[SparseCircuitsError]) -> None:

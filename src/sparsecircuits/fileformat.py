@@ -187,3 +187,16 @@ def read_versioned_json(
             f"this sparsecircuits reads version {version}"
         )
     return doc
+
+
+def write_figure(path: Path, fig: Any) -> Path:
+    """Lay out a matplotlib figure, write it atomically (PNG unless `path` names another
+    format) and free it: every figure the package writes goes through here."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    try:  # the format from `path`: the temporary file's name does not end in it
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format=path.suffix[1:] or "png"))
+    finally:
+        plt.close(fig)
+    return path

@@ -7,7 +7,9 @@ any other: `checkpoint/` (config.json, model.safetensors, tokenizer.json; no opt
 so it cannot be resumed), the run's metrics.jsonl, and CARD.md. Weights are stored in float16
 (or bfloat16, for tensors with entries below float16's range, e.g. the bigram table) where that
 keeps every zero a zero and every nonzero a nonzero (the L0 the model was trained to), else in
-float32; the loader casts back to float32. The card's losses and task table are
+float32; the loader casts back to float32. A tensor is then stored as indices + values
+(`sparsecircuits.sparse_storage`) where that is smaller (`storage="auto"`): a d_model 512
+model at weight fraction 1/64 fits the limit only so. The card's losses and task table are
 measured on the exported copy itself, not copied from the run.
 """
 
@@ -31,6 +33,7 @@ from sparsecircuits.fileformat import (
     temp_dir,
     write_json,
 )
+from sparsecircuits.sparse_storage import STORAGE_CHOICES, Storage, encode, sparse_names
 from sparsecircuits.tasks.evaluate import evaluate_tasks, results_table
 from sparsecircuits.tasks.registry import all_tasks
 from sparsecircuits.train.trainer import METRICS_FILE, evaluate_loss
@@ -55,13 +58,20 @@ def compact_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def export_model(run: Path, out: Path, command: str, tasks: bool = True) -> Path:
+def export_model(run: Path, out: Path, command: str, tasks: bool = True,
+                 storage: Storage = "auto") -> Path:  # fmt: skip
     """Write `out` (a new directory) from the run or checkpoint `run`; returns CARD.md.
+
+    `storage`: how the weights are stored (`sparse_storage.encode`): auto (each tensor in the
+    smaller of dense and indices + values), dense, or sparse.
 
     `out` appears whole or not at all: it is built in a temporary sibling (unique to this
     process, deleted on any failure; one a killed export left is deleted by the next export
     to the same name) and renamed into place.
     """
+    if storage not in STORAGE_CHOICES:
+        raise CheckpointError(f"storage must be one of {', '.join(STORAGE_CHOICES)}, "
+                              f"got {storage!r}")  # fmt: skip
     out = Path(out)
     if out.exists() or out.is_symlink():
         raise CheckpointError(f"{out} already exists; the zoo never overwrites a model")
@@ -71,7 +81,7 @@ def export_model(run: Path, out: Path, command: str, tasks: bool = True) -> Path
     loaded = ckpt.load_checkpoint(src)
     meta = ckpt.read_meta(src)
     cfg = loaded.config
-    state = compact_state(loaded.model.state_dict())
+    state = encode(compact_state(loaded.model.state_dict()), storage)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temp_dirs(out.parent, out.name)
@@ -134,7 +144,8 @@ def model_card(name: str, exported: ckpt.Loaded, meta: dict, command: str, size:
         f"| val loss at save (float32) | {_loss(meta.get('val_loss'))} |",
         f"| val loss of this copy | {val:.4f} ({cfg.train.eval_batches} eval batches) |",
         f"| file | model.safetensors, {size / 2**20:.1f} MiB (" + ", ".join(
-            f"{n} {d}" for d, n in sorted(_dtype_counts(exported.path).items())) + ") |",
+            f"{n} {d}" for d, n in sorted(_dtype_counts(exported.path).items())) + ")"
+        + _sparse_note(exported.path) + " |",
         "",
     ]
     if tasks:
@@ -150,6 +161,15 @@ def model_card(name: str, exported: ckpt.Loaded, meta: dict, command: str, size:
 def _loss(value: object) -> str:
     """A loss from config.json for the card (null when none was measured before the save)."""
     return f"{value:.4f}" if isinstance(value, int | float) else "-"
+
+
+def _sparse_note(checkpoint: Path) -> str:
+    """How many tensors the file stores as indices + values (`sparse_storage`), if any."""
+    from safetensors import safe_open
+
+    with safe_open(str(checkpoint / "model.safetensors"), "pt") as f:
+        n = len(sparse_names(f.keys()))  # noqa: SIM118 (safe_open is not a mapping)
+    return f"; {n} tensors stored as indices + values" if n else ""
 
 
 def _dtype_counts(checkpoint: Path) -> dict[str, int]:

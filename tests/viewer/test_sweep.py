@@ -62,6 +62,51 @@ def test_grouped_ablations_equal_one_at_a_time(setup, mode):
         assert moved > 0  # model's circuit alone, an ablation may well change nothing)
 
 
+@pytest.mark.parametrize("mode", ["model", "circuit"])
+def test_grouped_ablations_start_at_every_part_of_every_layer(setup, mode):
+    """A forward resumed at any layer's attention or MLP (the last MLP at the read position
+    only) gives what the whole forward gives: a node at every location, circuit or not."""
+    handle, circuit = setup
+    model = handle.model
+    nodes = [f"{loc}.{(7 * i) % width}" for i, (loc, width)
+             in enumerate(model.location_width.items())]
+    assert {loc.split(".")[1] for loc in model.location_width} == {"attn", "mlp"}
+    base = intervention_result(handle, circuit.task, [], 16, circuit, mode)["baseline"]
+    grouped = single_ablations(handle, circuit.task, nodes, base, 16, circuit, mode)
+    moved = 0
+    for node in nodes:
+        for op in ("ablate_mean", "ablate_zero"):
+            one = intervention_result(handle, circuit.task, [Intervention(node, op)], 16,
+                                      circuit, mode, base)
+            close(grouped[node][op], one, f"{node} {op}")
+            moved += one["intervened"]["task_loss"] != base["task_loss"]
+    if mode == "model":  # (most of these nodes are not in the tiny circuit: no effect there)
+        assert moved > 0
+
+
+def test_half_blocks_that_read_no_kept_node_are_reused_not_run(setup):
+    """A circuit that keeps nodes of the first layer only: every later half-block reads
+    ablated inputs, so its recorded output stands in for running it, with the same scores."""
+    from sparsecircuits.viewer.interventions import circuit_hooks
+    from sparsecircuits.viewer.sweep import fixed_circuit_parts, score_edits
+
+    handle, circuit = setup
+    model = handle.model
+    means, _ = handle.means(circuit)
+    kept = [f"0.{part}.{loc}.{i}" for part, loc in (("attn", "act_in"), ("mlp", "act_in"))
+            for i in range(4)] + ["0.attn.v.3", "0.mlp.post_act.5"]
+    fixed = fixed_circuit_parts(model, kept)
+    assert fixed == {(layer, p) for layer in range(1, model.cfg.n_layer) for p in (0, 1)}
+    base = circuit_hooks(model, kept, means)
+    edits = [(loc, (5 * i) % width, value) for i, (loc, width)
+             in enumerate(model.location_width.items()) for value in (0.0, 1.5)]
+    batch, _ = handle.task_batch(circuit.task, 16)
+    reused = score_edits(model, batch, edits, base, (1.2, 0.1), fixed_parts=fixed)
+    run = score_edits(model, batch, edits, base, (1.2, 0.1))
+    close(reused, run)
+    assert any(r["task_loss"] != reused[0]["task_loss"] for r in reused)  # edits had effects
+
+
 def test_batched_panels_equal_one_at_a_time(setup):
     handle, circuit = setup
     nodes = list(circuit.nodes)[:6]

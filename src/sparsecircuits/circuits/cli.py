@@ -246,4 +246,7 @@ def print_table(rows: list[dict]) -> None:
 
 
 def register(app: typer.Typer) -> None:
+    from sparsecircuits.circuits import eval_cli
+
     app.command("prune")(prune_command)
+    app.add_typer(eval_cli.app, name="circuit")

@@ -105,6 +105,13 @@ class MaskLayout:
         gates[order[:k]] = 1.0
         return gates
 
+    def hooks(self, unit_gates: Tensor, replacements: Mapping[str, Tensor]) -> dict[str, Hook]:
+        """The model hooks that apply `unit_gates` [n_units]: the one place the pruner, mask
+        training and validation turn gates into a forward pass. Here the units are the
+        model's nodes (`masked_hooks`); a layout over other units (e.g. SAE latents,
+        `sae.circuit.SAEMaskLayout`) overrides this and nothing else."""
+        return masked_hooks(self, unit_gates, replacements)
+
 
 def ranking(scores: Tensor) -> Tensor:
     """Unit indices from highest to lowest score, ties broken by index (deterministic)."""
@@ -160,4 +167,4 @@ class NodeMasks(nn.Module):
     def hooks(self, replacements: Mapping[str, Tensor]) -> tuple[dict[str, Hook], Tensor]:
         """(hooks for one forward pass, the unit gates they use)."""
         gates = self.gates()
-        return masked_hooks(self.layout, gates, replacements), gates
+        return self.layout.hooks(gates, replacements), gates

@@ -23,7 +23,7 @@ from sparsecircuits.circuits.config import PruneConfig, loss_function
 from sparsecircuits.circuits.discretize import KSearch, calibrate_logits, fit_calibration, search_k
 from sparsecircuits.circuits.forward import batch_last_logits
 from sparsecircuits.circuits.mask_training import MaskTraining, train_masks
-from sparsecircuits.circuits.masks import MaskLayout, masked_hooks
+from sparsecircuits.circuits.masks import MaskLayout
 from sparsecircuits.circuits.task_data import TaskData
 from sparsecircuits.errors import CircuitError
 from sparsecircuits.model.gpt import GPT
@@ -82,12 +82,15 @@ class BaselineOutcome:
 class Pruner:
     """Prunes tasks in one frozen model under one ablation."""
 
-    def __init__(self, model: GPT, ablation: Ablation, cfg: PruneConfig, progress: bool = False):
+    def __init__(self, model: GPT, ablation: Ablation, cfg: PruneConfig, progress: bool = False,
+                 layout: MaskLayout | None = None):  # fmt: skip
+        """`layout` chooses the units to prune (default: the model's nodes); `ablation` must
+        give replacement values for its locations."""
         self.model = model
         self.ablation = ablation
         self.cfg = cfg
         self.progress = progress
-        self.layout = MaskLayout.for_model(model, cfg.tie_qk)
+        self.layout = layout if layout is not None else MaskLayout.for_model(model, cfg.tie_qk)
 
     @property
     def loss_fn(self):
@@ -103,7 +106,7 @@ class Pruner:
         gen = torch.Generator().manual_seed(self.cfg.seed + 1)
 
         def hooks_fn(n: int, seq: int):
-            return masked_hooks(self.layout, gates, self.ablation.values(n, seq, gen))
+            return self.layout.hooks(gates, self.ablation.values(n, seq, gen))
 
         return batch_last_logits(self.model, batch, hooks_fn, self.cfg.eval_batch_size)
 

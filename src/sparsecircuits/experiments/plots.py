@@ -10,7 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 
-from sparsecircuits.fileformat import atomic_write  # noqa: E402
+from sparsecircuits.fileformat import write_figure  # noqa: E402
 
 COLORS = {"sparse": "tab:blue", "dense": "tab:red"}
 
@@ -65,9 +65,4 @@ def _save(fig, ax, path: Path) -> Path:
     ax.grid(True, which="both", alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    try:  # the format from `path`: the temporary file's name ends in .tmp
-        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format=path.suffix[1:] or "png"))
-    finally:
-        plt.close(fig)
-    return path
+    return write_figure(path, fig)

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sparsecircuits.config import ModelConfig
+from sparsecircuits.config import ModelConfig, abstopk_site_set
 from sparsecircuits.kernels import SparseLinear, abstopk
 from sparsecircuits.model.hooks import Hooks, apply_hook
 from sparsecircuits.model.locations import ATTN_LOCATIONS, MLP_LOCATIONS
@@ -54,10 +54,14 @@ class RMSNorm(nn.Module):
 class Site:
     """One node location: AbsTopK, then the caller's hook (if any) for this name."""
 
-    def __init__(self, name: str, width: int, fraction: float, kernels: str = "dense"):
+    def __init__(self, name: str, width: int, fraction: float, kernels: str = "dense",
+                 rounding: str = "round", active: bool = True):
         self.name = name
         self.width = width
-        self.k = max(1, round(fraction * width))
+        # 'floor' is how OpenAI's circuit-sparsity models compute k (docs/openai.md); a site
+        # outside `model.abstopk_sites` keeps every feature.
+        kept = math.floor(fraction * width) if rounding == "floor" else round(fraction * width)
+        self.k = max(1, kept) if active else width
         self.fast = kernels != "dense"  # the C++ AbsTopK keeps the same set as torch's
 
     def __call__(self, x: Tensor, hooks: Hooks | None) -> Tensor:
@@ -67,12 +71,19 @@ class Site:
         return x
 
 
+def _site(cfg: ModelConfig, layer: int, part: str, loc: str, width: int) -> Site:
+    """The Site `<layer>.<part>.<loc>` as the config sets AbsTopK there."""
+    active = f"{part}.{loc}" in abstopk_site_set(cfg.abstopk_sites)
+    return Site(f"{layer}.{part}.{loc}", width, cfg.abstopk_fraction, cfg.kernels,
+                cfg.abstopk_rounding, active)
+
+
 class Attention(nn.Module):
     """Causal multi-head attention with small heads and an optional sink slot per head."""
 
     def __init__(self, cfg: ModelConfig, layer: int):
         super().__init__()
-        d, f = cfg.d_model, cfg.abstopk_fraction
+        d = cfg.d_model
         self.n_heads, self.d_head = cfg.n_heads, cfg.d_head
         self.norm = RMSNorm(d, cfg.norm_eps)
         kern = cfg.kernels
@@ -81,7 +92,7 @@ class Attention(nn.Module):
         self.v_proj = SparseLinear(d, d, kernels=kern)
         self.out_proj = SparseLinear(d, d, kernels=kern)  # weight: [d_model, n_heads * d_head]
         self.sink = nn.Parameter(torch.zeros(self.n_heads)) if cfg.attention_sink else None
-        self.sites = {loc: Site(f"{layer}.attn.{loc}", d, f, kern) for loc in ATTN_LOCATIONS}
+        self.sites = {loc: _site(cfg, layer, "attn", loc, d) for loc in ATTN_LOCATIONS}
 
     def forward(self, x: Tensor, hooks: Hooks | None) -> Tensor:
         B, T, _ = x.shape
@@ -112,20 +123,19 @@ class MLP(nn.Module):
 
     def __init__(self, cfg: ModelConfig, layer: int):
         super().__init__()
-        d, f = cfg.d_model, cfg.abstopk_fraction
+        d = cfg.d_model
         self.norm = RMSNorm(d, cfg.norm_eps)
         kern = cfg.kernels
         self.fc_in = SparseLinear(d, cfg.d_mlp, kernels=kern)  # weight: [d_mlp, d_model]
         self.fc_out = SparseLinear(cfg.d_mlp, d, kernels=kern)  # weight: [d_model, d_mlp]
         width = {"act_in": d, "post_act": cfg.d_mlp, "resid_delta": d}
-        self.sites = {
-            loc: Site(f"{layer}.mlp.{loc}", width[loc], f, kern) for loc in MLP_LOCATIONS
-        }
+        self.sites = {loc: _site(cfg, layer, "mlp", loc, width[loc]) for loc in MLP_LOCATIONS}
+        self.activation = F.relu if cfg.mlp_activation == "relu" else F.gelu
 
     def forward(self, x: Tensor, hooks: Hooks | None) -> Tensor:
         s = self.sites
         a = s["act_in"](self.norm(x), hooks)  # [B, T, d_model]
-        h = s["post_act"](F.gelu(self.fc_in(a)), hooks)  # [B, T, d_mlp]
+        h = s["post_act"](self.activation(self.fc_in(a)), hooks)  # [B, T, d_mlp]
         return s["resid_delta"](self.fc_out(h), hooks)  # [B, T, d_model]
 
 

@@ -220,6 +220,9 @@ def steer_command(
     prompt: Annotated[str, typer.Option(help="Text to continue.")],
     scale: Annotated[float | None, typer.Option(help="Multiply the latent by this.")] = None,
     clamp: Annotated[float | None, typer.Option(help="Set the latent to this value.")] = None,
+    clamp_max: Annotated[
+        float | None, typer.Option(help="Set the latent to this many times its max activation.")
+    ] = None,
     ablate: Annotated[bool, typer.Option("--ablate", help="Set the latent to 0.")] = False,
     checkpoint: Annotated[
         Path | None, typer.Option(help="The model (default: the path recorded in the SAE).")
@@ -228,29 +231,53 @@ def steer_command(
     temperature: Annotated[float, typer.Option(help="Sampling temperature; 0 = greedy.")] = 0.0,
     top_k: Annotated[int | None, typer.Option(help="Sample from the k likeliest tokens.")] = None,
     seed: Annotated[int, typer.Option(help="Sampling seed (the same for both runs).")] = 0,
+    windows: Annotated[int, typer.Option(help="Val windows scanned for --clamp-max's max.")] = 64,
 ) -> None:
-    """Generate without and with an intervention on one SAE latent (error term kept)."""
+    """Generate without and with an intervention on one SAE latent (error term kept).
+
+    The same as `sparsecircuits steer CKPT --sae SAE --latent N ...`.
+    """
+    ops = [("scale", scale), ("clamp", clamp), ("clamp_max", clamp_max)]
+    chosen = [(op, v) for op, v in ops if v is not None] + ([("ablate", None)] if ablate else [])
+    if len(chosen) != 1:
+        raise SAEError("give exactly one of --scale, --clamp, --clamp-max, --ablate")
+    steer_latent_cli(sae, checkpoint, latent, *chosen[0], prompt, tokens, temperature, top_k,
+                     seed, windows)
+
+
+def steer_latent_cli(sae: Path, checkpoint: Path | None, latent: int, op: str,
+                     value: float | None, prompt: str, tokens: int, temperature: float,
+                     top_k: int | None, seed: int, windows: int) -> None:  # fmt: skip
+    """Print both generations: the one implementation of `sae steer` and `steer --sae`."""
+    from sparsecircuits.sae.evaluate import val_windows
     from sparsecircuits.sae.sae_file import check_fits, load_sae
-    from sparsecircuits.sae.steering import latent_hook
+    from sparsecircuits.sae.steering import (
+        check_latent,
+        describe_op,
+        latent_hook,
+        latent_max,
+        resolve_op,
+    )
     from sparsecircuits.train.sampling import check_sampling, generate_text
 
-    chosen = [(op, v) for op, v in (("scale", scale), ("clamp", clamp)) if v is not None]
-    chosen += [("ablate", None)] if ablate else []
-    if len(chosen) != 1:
-        raise SAEError("give exactly one of --scale, --clamp, --ablate")
     if not prompt:
         raise SAEError("--prompt must not be empty")
+    if windows < 1:
+        raise SAEError(f"--windows must be >= 1, got {windows}")
     check_sampling(tokens, temperature, top_k, seed)
-    op, value = chosen[0]
+    resolve_op(op, value, 0.0)  # the value's checks, before anything is loaded
     handle = load_sae(sae)
-    hook = latent_hook(handle.sae, latent, op, value)
+    check_latent(handle, latent)
     loaded = _load_model(handle, checkpoint, "cpu")
     check_fits(handle, loaded)
+    peak = None
+    if op == "clamp_max":
+        peak = latent_max(loaded, handle, latent, val_windows(loaded, windows)[:, :-1])
+    hook = latent_hook(handle.sae, latent, *resolve_op(op, value, peak))
     plain = generate_text(loaded, prompt, tokens, temperature, top_k, seed)
     steered = generate_text(loaded, prompt, tokens, temperature, top_k, seed,
                             {handle.location: hook})  # fmt: skip
-    what = {"scale": f"scaled by {value}", "clamp": f"clamped to {value}", "ablate": "zeroed"}
     print("--- without intervention ---")
     print(plain)
-    print(f"--- with latent {latent} of {handle.location} {what[op]} ---")
+    print(f"--- with latent {latent} of {handle.location} {describe_op(op, value, peak)} ---")
     print(steered)

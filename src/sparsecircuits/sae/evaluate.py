@@ -17,7 +17,7 @@ from sparsecircuits.checkpoint import Loaded
 from sparsecircuits.circuits.ablation import pretraining_shard
 from sparsecircuits.data.shards import eval_starts
 from sparsecircuits.errors import SAEError
-from sparsecircuits.fileformat import atomic_write
+from sparsecircuits.fileformat import write_figure
 from sparsecircuits.sae.metrics import DENSE_THRESHOLD, ReconstructionSums, SplicingSums
 from sparsecircuits.sae.sae_file import SAEHandle
 
@@ -98,9 +98,4 @@ def density_histogram(density: Tensor, path: Path, title: str) -> Path:
     ax.set_ylabel("latents")
     ax.set_title(f"{title}\n{len(density)} latents, {dead} dead (never active)", fontsize=9)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    try:
-        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
-    finally:
-        plt.close(fig)
-    return path
+    return write_figure(path, fig)

@@ -53,3 +53,51 @@ def latent_hook(sae: TopKSAE, latent: int, op: str, value: float | None = None) 
 def latent_hooks(handle: SAEHandle, latent: int, op: str, value: float | None = None) -> dict:
     """{the SAE's location: `latent_hook`}, ready for `model(tokens, hooks=...)`."""
     return {handle.location: latent_hook(handle.sae, latent, op, value)}
+
+
+LATENT_OPS = ("clamp_max", "clamp", "scale", "ablate")
+"""What a user may ask for: `clamp_max` x sets the latent to x times its max activation over
+pretraining val tokens (`latent_max`), the others as in `latent_hook`."""
+
+
+@torch.no_grad()
+def latent_max(loaded, handle: SAEHandle, latent: int, windows: Tensor) -> float:
+    """The largest value latent `latent` takes on windows [n, seq] of pretraining tokens."""
+    from sparsecircuits.sae.activations import record
+
+    check_latent(handle, latent)
+    best = 0.0
+    for start in range(0, len(windows), 16):
+        x = record(loaded.model, windows[start : start + 16], handle.location)
+        z = handle.sae.to(x.device).encode(x)[..., latent]
+        best = max(best, float(z.max()))
+    return best
+
+
+def check_latent(handle: SAEHandle, latent: int) -> None:
+    """SAEError unless `latent` is an index of the SAE."""
+    d_sae = handle.sae.d_sae
+    if isinstance(latent, bool) or not isinstance(latent, int) or not 0 <= latent < d_sae:
+        raise SAEError(f"latent {latent!r:.20} is out of range: {handle.path.parent.name} has "
+                       f"latents 0..{d_sae - 1}")  # fmt: skip
+
+
+def resolve_op(op: str, value: float | None, max_value: float | None) -> tuple[str, float | None]:
+    """(`latent_hook`'s op, its value) for a user op; `clamp_max` needs the latent's max."""
+    if op not in LATENT_OPS:
+        raise SAEError(f"unknown latent intervention {op!r}; use one of {', '.join(LATENT_OPS)}")
+    if op != "clamp_max":
+        return op, value
+    if value is None or not math.isfinite(value) or abs(value) > MAX_ABS_VALUE:
+        raise SAEError(f"clamp_max needs a finite factor below 1e6 in size, got {value}")
+    if max_value is None:
+        raise SAEError("clamp_max needs the latent's max activation")
+    return "clamp", float(value) * max_value
+
+
+def describe_op(op: str, value: float | None, max_value: float | None = None) -> str:
+    """How a printed result names the intervention, e.g. 'clamped to 10x its max (41.2)'."""
+    if op == "clamp_max":
+        return f"clamped to {value:g}x its max ({float(value) * float(max_value):.4g})"
+    return {"scale": f"scaled by {value}", "clamp": f"clamped to {value}",
+            "ablate": "zeroed"}[op]  # fmt: skip

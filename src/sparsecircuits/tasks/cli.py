@@ -187,3 +187,12 @@ def eval_command(
             "results": [r.to_dict() for r in results],
         }
         write_json(json_out, doc, indent=2)
+
+
+def _register_mining() -> None:
+    from sparsecircuits.tasks.mine_cli import mine_quotes_command
+
+    app.command("mine-quotes")(mine_quotes_command)
+
+
+_register_mining()

@@ -41,6 +41,7 @@ from sparsecircuits.train.sparsity import (
     set_weight_gradient,
     sparse_parameters,
 )
+from sparsecircuits.train.support_adamw import adamw_step
 
 log = logging.getLogger(__name__)
 METRICS_FILE = "metrics.jsonl"
@@ -337,13 +338,14 @@ def train(
             group["lr"] = lr
         batch = get_batch(train_shard, t.batch_size, cfg.model.n_ctx, t.seed, step,
                           info.rank, info.world_size).to(device)  # [local_batch, n_ctx + 1]
-        set_weight_gradient(model, dense_gradient_step(step, cfg.sparsity.regrow_every))
+        dense_grad = dense_gradient_step(step, cfg.sparsity.regrow_every)
+        set_weight_gradient(model, dense_grad)
         logits = net(batch[:, :-1])  # [local_batch, n_ctx, vocab]
         loss = F.cross_entropy(logits.flatten(0, 1), batch[:, 1:].flatten())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         grad_rms = clip_grad_rms_(list(model.parameters()), cfg.optim.grad_clip_rms)
-        opt.step()
+        adamw_step(opt, model, support_only=not dense_grad)  # R = 0: plain opt.step()
         proj = project_(sparse, fraction, cfg.sparsity.min_per_node,
                         fast=cfg.model.kernels != "dense")
 

@@ -14,6 +14,12 @@ Routes (every model / circuit is named by its path relative to the artifacts dir
                                 p(candidates) without and with the interventions, in the full
                                 model or (mode=circuit) in the circuit alone
     POST /api/steer             {model|circuit, prompt, interventions, tokens} -> two generations
+    GET  /api/saes              the SAEs the viewer was started with (`serve --sae`)
+    GET  /api/latent?sae=&latent=&model=|circuit=&task=&n=
+                                latent page (viewer/latents.py); without model or circuit, the
+                                model under the artifacts directory with the SAE's content hash
+    POST /api/latent/intervene  {sae, latent, op, value, task, n, model?} -> task metrics
+    POST /api/latent/steer      {sae, latent, op, value, prompt, tokens, model?} -> generations
 
 Errors are JSON `{"error": message}`: 400 bad input or a Host header that is not a loopback
 name (see `guards`), 403 a path outside the artifacts directory, 404 an unknown model / circuit
@@ -43,6 +49,12 @@ from sparsecircuits.tasks import all_tasks
 from sparsecircuits.viewer.circuit_adapter import ViewedCircuit
 from sparsecircuits.viewer.guards import BodyLimit, HostCheck, allowed_hosts
 from sparsecircuits.viewer.interventions import needs_means, parse_interventions
+from sparsecircuits.viewer.latents import (
+    LatentSource,
+    latent_intervention,
+    latent_panel,
+    latent_steer,
+)
 from sparsecircuits.viewer.node_stats import UnknownNodeError, check_node, text_activations
 from sparsecircuits.viewer.panels import circuit_view, intervention_result, node_panel
 from sparsecircuits.viewer.steer import MAX_NEW_TOKENS, MAX_TEMPERATURE, steer
@@ -52,6 +64,7 @@ from sparsecircuits.viewer.workspace import (
     NotFoundError,
     PathOutsideError,
     Workspace,
+    weights_hash,
 )
 
 logger = logging.getLogger(__name__)
@@ -100,6 +113,25 @@ class SteerBody(_Body):
     seed: int = Field(default=0, ge=0, le=MAX_SEED)
 
 
+class _LatentBody(_Body):
+    sae: str = Field(max_length=200)
+    latent: int
+    op: Literal["clamp_max", "clamp", "scale", "ablate"] = "ablate"
+    value: float | None = Field(default=None, allow_inf_nan=False)
+
+
+class LatentInterveneBody(_LatentBody):
+    task: str = Field(max_length=1000)
+    n: int = Field(default=32, ge=1, le=MAX_TASK_EXAMPLES)
+
+
+class LatentSteerBody(_LatentBody):
+    prompt: Text
+    tokens: int = Field(default=32, ge=1, le=MAX_NEW_TOKENS)
+    temperature: float = Field(default=0.0, ge=0.0, le=MAX_TEMPERATURE, allow_inf_nan=False)
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)
+
+
 class StrictJSONResponse(JSONResponse):
     """JSON with NaN / inf as null (e.g. the loss of a circuit whose logits overflow): a
     number JSON cannot spell must not turn an answer into a 500."""
@@ -113,8 +145,10 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-def create_app(workspace: Workspace, hosts: Iterable[str] = ()) -> FastAPI:
-    """The FastAPI app serving one artifacts directory.
+def create_app(
+    workspace: Workspace, hosts: Iterable[str] = (), latents: LatentSource | None = None
+) -> FastAPI:
+    """The FastAPI app serving one artifacts directory (and the SAEs in `latents`).
 
     It answers requests addressed to a loopback name (127.0.0.1, localhost, [::1]) or to one
     of `hosts` (the name it was started on), whatever the port.
@@ -235,5 +269,49 @@ def create_app(workspace: Workspace, hosts: Iterable[str] = ()) -> FastAPI:
                            None, body.seed, means)
             return {"prompt": result.prompt, "plain": result.plain, "steered": result.steered,
                     "interventions": [iv.to_dict() for iv in ivs]}
+
+    saes = latents or LatentSource()
+
+    def latent_model(sae: str, model: str | None, circuit: str | None) -> ModelHandle:
+        """The named model, or the one under the root whose weights the SAE was trained on."""
+        if model or circuit:
+            return target(model, circuit)[0]
+        want = saes.get(sae).meta["model"]["content_hash"]
+        for ref, ckpt in ws.scan().models.items():
+            if weights_hash(ckpt) == want:
+                return ws.model(ref)
+        raise NotFoundError(f"no model under the artifacts directory has the weights SAE {sae} "
+                            f"was trained on (sha256 {want[:12]})")  # fmt: skip
+
+    @app.get("/api/saes")
+    def sae_list() -> list[dict[str, Any]]:
+        return saes.listing()
+
+    @app.get("/api/latent")
+    def latent(
+        sae: str = Query(max_length=200),
+        latent: int = Query(),
+        model: str | None = Query(None, max_length=1000),
+        circuit: str | None = Query(None, max_length=1000),
+        task: str | None = Query(None, max_length=1000),
+        n: int = Query(32, ge=1, le=MAX_TASK_EXAMPLES),
+    ) -> dict[str, Any]:
+        with ws.lock:
+            handle = latent_model(sae, model, circuit)
+            return latent_panel(handle, saes, sae, latent, ws.task(task) if task else None, n)
+
+    @app.post("/api/latent/intervene")
+    def latent_intervene(body: LatentInterveneBody) -> dict[str, Any]:
+        with ws.lock:
+            handle = latent_model(body.sae, body.model, body.circuit)
+            return latent_intervention(handle, saes, body.sae, body.latent, body.op, body.value,
+                                       ws.task(body.task), body.n)  # fmt: skip
+
+    @app.post("/api/latent/steer")
+    def latent_steer_route(body: LatentSteerBody) -> dict[str, Any]:
+        with ws.lock:
+            handle = latent_model(body.sae, body.model, body.circuit)
+            return latent_steer(handle, saes, body.sae, body.latent, body.op, body.value,
+                                body.prompt, body.tokens, body.temperature, body.seed)
 
     return app

@@ -22,6 +22,7 @@ def serve_command(
     port: Annotated[int, typer.Option(help="TCP port.")] = 8765,
     windows: WindowsOpt = 64,
     allow_host: Annotated[list[str] | None, typer.Option(help="Another name the browser may use in the address (the Host header), e.g. this machine's name when binding 0.0.0.0; loopback names and --host are always accepted (repeatable).")] = None,
+    sae: Annotated[list[Path] | None, typer.Option(help="An SAE (directory or sae.safetensors) whose latents get pages and interventions; it may lie outside --artifacts (repeatable).")] = None,
 ) -> None:
     """Serve the circuit viewer (graph, node panels, live interventions) on a local port.
 
@@ -39,12 +40,15 @@ def serve_command(
         raise SparseCircuitsError(f"--windows must be >= 1, got {windows}")
     if not 0 < port < 65536:
         raise SparseCircuitsError(f"--port must be in 1..65535, got {port}")
+    from sparsecircuits.viewer.latents import LatentSource
+
+    latents = LatentSource(sae or [])  # a missing or corrupt SAE: one-line error before serving
     workspace = Workspace(artifacts, StatsConfig(windows=windows))
     if not _is_loopback(host):
         print(f"warning: binding {host}: anyone who can reach this address can use the viewer")
     hosts = [host, *(allow_host or [])]
     print(f"serving {workspace.root} at http://{host}:{port}/  (Ctrl-C to stop)")
-    uvicorn.run(create_app(workspace, hosts), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(workspace, hosts, latents), host=host, port=port, log_level="warning")
 
 
 def _is_loopback(host: str) -> bool:
@@ -62,6 +66,7 @@ def report_command(
     model: Annotated[Path | None, typer.Option(help="Checkpoint (default: the one the circuit names).")] = None,
     windows: WindowsOpt = 64,
     n: ExamplesOpt = 32,
+    sae: Annotated[Path | None, typer.Option(help="Also precompute latent pages of this SAE (of the circuit's model): the latents that separate the task's classes most, each zeroed and clamped to 2x its max.")] = None,
 ) -> None:
     """Write a single self-contained HTML file: graph, node panels, losses, ablations."""
     from sparsecircuits.viewer.node_stats import StatsConfig
@@ -71,24 +76,36 @@ def report_command(
         raise SparseCircuitsError("--windows and --n must be >= 1")
     if out is None:  # circuits/<run>/<task>/circuit.json -> circuits/<run>/<task>.html
         out = circuit.parent.parent if circuit.name == "circuit.json" else circuit.parent
-    path = write_report(circuit, out, model, StatsConfig(windows=windows, top_k=6), n)
+    path = write_report(circuit, out, model, StatsConfig(windows=windows, top_k=6), n, sae=sae)
     print(f"wrote {path} ({path.stat().st_size / 1e3:.0f} kB)")
 
 
 def steer_command(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint or run directory.")],
-    node: Annotated[list[str], typer.Option(help="Node to intervene on, e.g. 0.mlp.post_act.460 (repeatable).")],
     prompt: Annotated[str, typer.Option(help="Text to continue.")],
-    scale: Annotated[float | None, typer.Option(help="Multiply the node(s) by this factor.")] = None,
-    clamp: Annotated[float | None, typer.Option(help="Set the node(s) to this value.")] = None,
-    ablate: Annotated[str | None, typer.Option(help="'mean' or 'zero': ablate the node(s).")] = None,
+    node: Annotated[list[str] | None, typer.Option(help="Node to intervene on, e.g. 0.mlp.post_act.460 (repeatable).")] = None,
+    sae: Annotated[Path | None, typer.Option(help="Intervene on a latent of this SAE (directory or sae.safetensors) instead of on nodes; needs --latent.")] = None,
+    latent: Annotated[int | None, typer.Option(help="The SAE latent to intervene on (with --sae).")] = None,
+    scale: Annotated[float | None, typer.Option(help="Multiply the node(s) or latent by this factor.")] = None,
+    clamp: Annotated[float | None, typer.Option(help="Set the node(s) or latent to this value.")] = None,
+    clamp_max: Annotated[float | None, typer.Option(help="With --sae: set the latent to this many times its max activation over --windows val windows.")] = None,
+    ablate: Annotated[str | None, typer.Option(help="'mean' or 'zero': ablate the node(s); with --sae only 'zero'.")] = None,
     tokens: Annotated[int, typer.Option(help="Number of tokens to generate.")] = 32,
     temperature: Annotated[float, typer.Option(help="Sampling temperature; 0 = greedy.")] = 0.0,
     top_k: Annotated[int | None, typer.Option(help="Sample only from the k most likely tokens.")] = None,
     seed: Annotated[int, typer.Option(help="Sampling seed (the same for both generations).")] = 0,
     windows: WindowsOpt = 64,
 ) -> None:
-    """Generate text without and with an intervention on nodes (greedy by default)."""
+    """Generate text without and with an intervention on nodes or on one SAE latent (greedy by
+    default). With --sae the latent moves along its decoder direction, the SAE's error kept."""
+    if sae is not None or latent is not None:
+        _steer_latent(checkpoint, sae, latent, node, scale, clamp, clamp_max, ablate, prompt,
+                      tokens, temperature, top_k, seed, windows)
+        return
+    if not node:
+        raise SparseCircuitsError("give --node (repeatable), or --sae and --latent")
+    if clamp_max is not None:
+        raise SparseCircuitsError("--clamp-max needs --sae and --latent")
     from sparsecircuits.checkpoint import content_hash, load_checkpoint
     from sparsecircuits.circuits.ablation import pretraining_means
     from sparsecircuits.model.locations import parse_node
@@ -126,6 +143,27 @@ def steer_command(
     print(result.plain)
     print(f"--- with {', '.join(node)} {what} ---")
     print(result.steered)
+
+
+def _steer_latent(checkpoint: Path, sae: Path | None, latent: int | None, node: list[str] | None,
+                  scale: float | None, clamp: float | None, clamp_max: float | None,
+                  ablate: str | None, prompt: str, tokens: int, temperature: float,
+                  top_k: int | None, seed: int, windows: int) -> None:
+    """`steer --sae`: the same implementation as `sae steer` (sae/cli.py)."""
+    from sparsecircuits.sae.cli import steer_latent_cli
+
+    if sae is None or latent is None:
+        raise SparseCircuitsError("--sae and --latent go together")
+    if node:
+        raise SparseCircuitsError("give either --node or --sae/--latent, not both")
+    if ablate not in (None, "zero"):
+        raise SparseCircuitsError(f"a latent can only be zero-ablated (--ablate zero), not {ablate!r}")
+    ops = [("scale", scale), ("clamp", clamp), ("clamp_max", clamp_max)]
+    chosen = [(op, v) for op, v in ops if v is not None] + ([("ablate", None)] if ablate else [])
+    if len(chosen) != 1:
+        raise SparseCircuitsError("give exactly one of --scale, --clamp, --clamp-max, --ablate")
+    steer_latent_cli(sae, checkpoint, latent, *chosen[0], prompt, tokens, temperature, top_k,
+                     seed, windows)
 
 
 def register(app: typer.Typer) -> None:

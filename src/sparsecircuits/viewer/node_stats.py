@@ -99,6 +99,14 @@ def _round(values: Tensor | Sequence[float]) -> list[float]:
 
 def val_tokens(loaded: Loaded, n_windows: int) -> Tensor:
     """`n_windows` fixed val windows [n, n_ctx] of the model's pretraining data."""
+    shard = val_shard(loaded)
+    n_ctx = loaded.config.model.n_ctx
+    n = max(1, min(n_windows, len(shard) // n_ctx))
+    return shard.windows(eval_starts(len(shard), n_ctx, n), n_ctx)  # [n, n_ctx]
+
+
+def val_shard(loaded: Loaded) -> TokenShard:
+    """The val shard of the model's pretraining data (at least one window long)."""
     data_meta = loaded.meta.get("data") if isinstance(loaded.meta.get("data"), dict) else {}
     prepared = None
     root = data_meta.get("root") if data_meta else None
@@ -114,8 +122,7 @@ def val_tokens(loaded: Loaded, n_windows: int) -> Tensor:
     n_ctx = loaded.config.model.n_ctx
     if len(shard) < n_ctx:
         raise DataError(f"the val shard has {len(shard)} tokens, fewer than one window")
-    n = max(1, min(n_windows, len(shard) // n_ctx))
-    return shard.windows(eval_starts(len(shard), n_ctx, n), n_ctx)  # [n, n_ctx]
+    return shard
 
 
 @torch.no_grad()

@@ -24,7 +24,7 @@ from sparsecircuits.viewer.node_stats import (
     record_nodes,
     task_activations,
 )
-from sparsecircuits.viewer.sweep import score_edits
+from sparsecircuits.viewer.sweep import fixed_circuit_parts, score_edits
 from sparsecircuits.viewer.workspace import ModelHandle
 
 
@@ -113,8 +113,11 @@ def single_ablations(
     batch, _ = handle.task_batch(task, n)
     means, source = handle.means(circuit)
     base = calibration = None
+    fixed: set[tuple[int, int]] = set()
     if mode == "circuit":
         base, calibration, source = _circuit_base(handle, circuit, means, source)
+        # the circuit's half-blocks that read no kept node: the same whatever is ablated
+        fixed = fixed_circuit_parts(handle.model, [n for n in circuit.nodes if _exists(handle, n)])
     edits, keys = [], []
     for node in nodes:
         location, index = check_node(handle.model, node)
@@ -122,7 +125,7 @@ def single_ablations(
             value = float(means[location][index]) if op == "ablate_mean" else 0.0
             edits.append((location, index, value))
             keys.append((node, op))
-    scores = score_edits(handle.model, batch, edits, base, calibration)
+    scores = score_edits(handle.model, batch, edits, base, calibration, fixed_parts=fixed)
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for (node, op), intervened in zip(keys, scores, strict=True):
         out.setdefault(node, {})[op] = {

@@ -12,9 +12,12 @@ report (recognised by `REPORT_MARKER` at its top) is ever replaced, so `-o circu
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +41,19 @@ STATIC_DIR = Path(__file__).parent / "static"
 CSS_TAG = '<link rel="stylesheet" href="static/style.css">'
 GRAPH_TAG = '<script src="static/graph.js"></script>'
 VIEWER_TAG = '<script src="static/viewer.js"></script>'
+LATENTS_TAG = '<script src="static/latents.js"></script>'
 CHARSET_TAG = '<meta charset="utf-8">'
 REPORT_MARKER = '<meta name="generator" content="sparsecircuits report">'
 """Written right after the charset tag, in the first few hundred bytes of every report."""
 MARKER_WINDOW = 4096
+
+Phase = Callable[[str], AbstractContextManager[Any]]
+"""`phase(name)`: a context around one step of the report (benchmarks/report_speed.py times
+them); the default does nothing."""
+
+
+def _no_phase(name: str) -> AbstractContextManager[Any]:
+    return contextlib.nullcontext()
 
 
 def report_data(
@@ -49,32 +61,46 @@ def report_data(
     model: str | Path | None = None,
     stats: StatsConfig | None = None,
     n: int = 32,
+    sae: str | Path | None = None,
+    phase: Phase = _no_phase,
 ) -> dict[str, Any]:
-    """Everything the static front end shows, computed once."""
-    circuit = read_circuit(circuit_path)
-    if model is not None:
-        ckpt = resolve(model)
-        warnings = hash_warnings(circuit, ckpt)
-    else:
-        ckpt, warnings = find_circuit_model(circuit, root=None)
-    # The header names the model relative to where the report is made, never absolutely.
-    handle = load_handle(ckpt, shown_path(ckpt), stats or StatsConfig())
-    view = circuit_view(handle, circuit, circuit.path.name, n, warnings)
+    """Everything the static front end shows, computed once (with `sae`: latent pages too)."""
+    with phase("load"):
+        circuit = read_circuit(circuit_path)
+        if model is not None:
+            ckpt = resolve(model)
+            warnings = hash_warnings(circuit, ckpt)
+        else:
+            ckpt, warnings = find_circuit_model(circuit, root=None)
+        # The header names the model relative to where the report is made, never absolutely.
+        handle = load_handle(ckpt, shown_path(ckpt), stats or StatsConfig())
+    latents = None
+    if sae is not None:  # first: an SAE of another model fails before the long work
+        from sparsecircuits.viewer.latents import report_latents
+
+        with phase("latents"):
+            latents = report_latents(handle, sae, circuit.task, n)
+    with phase("graph"):
+        view = circuit_view(handle, circuit, circuit.path.name, n, warnings)
     drawn = [node["name"] for node in view["graph"]["nodes"]]
-    panels = node_panels(handle, drawn, circuit.task, n, circuit)
+    with phase("node panels"):
+        panels = node_panels(handle, drawn, circuit.task, n, circuit)
     baseline: dict[str, Any] = {}
     ablations: dict[str, dict[str, dict[str, Any]]] = {}
     modes = ["model"] + (["circuit"] if circuit.ablation in (None, "mean", "zero") else [])
     try:
-        for mode in modes:
-            baseline[mode] = intervention_result(handle, circuit.task, [], n, circuit, mode)
+        with phase("baselines"):
+            for mode in modes:
+                baseline[mode] = intervention_result(handle, circuit.task, [], n, circuit, mode)
     except TaskError as exc:
         baseline = {}
         view["warnings"].append(f"no interventions in this report: {exc}")
     for mode in baseline:  # every drawn node mean- and zero-ablated alone, in batches
-        ablations[mode] = single_ablations(handle, circuit.task, drawn,
-                                           baseline[mode]["baseline"], n, circuit, mode)
-    return {"view": view, "nodes": panels, "baseline": baseline, "ablations": ablations}
+        with phase(f"ablations ({mode})"):
+            ablations[mode] = single_ablations(handle, circuit.task, drawn,
+                                               baseline[mode]["baseline"], n, circuit, mode)
+    data = {"view": view, "nodes": panels, "baseline": baseline, "ablations": ablations}
+    return data if latents is None else {**data, "latents": latents}
 
 
 def _script_json(data: dict[str, Any]) -> str:
@@ -86,7 +112,10 @@ def _script_json(data: dict[str, Any]) -> str:
     strings, where the escape \\u003c means the same character, so none is left at all.
     Non-finite numbers have no JSON spelling and become null.
     """
-    text = json.dumps(strict_json_value(data), separators=(",", ":"), allow_nan=False)
+    try:  # the usual case, and a quick one: nothing to replace
+        text = json.dumps(data, separators=(",", ":"), allow_nan=False)
+    except ValueError:  # a NaN or infinity somewhere
+        text = json.dumps(strict_json_value(data), separators=(",", ":"), allow_nan=False)
     return text.replace("<", "\\u003c")
 
 
@@ -114,7 +143,8 @@ def render_html(data: dict[str, Any]) -> str:
         f'<script id="sc-data" type="application/json">{_script_json(data)}</script>\n'
         f"<script>\n{_inline('graph.js', '</script')}</script>",
     )
-    return page.replace(VIEWER_TAG, f"<script>\n{_inline('viewer.js', '</script')}</script>")
+    page = page.replace(VIEWER_TAG, f"<script>\n{_inline('viewer.js', '</script')}</script>")
+    return page.replace(LATENTS_TAG, f"<script>\n{_inline('latents.js', '</script')}</script>")
 
 
 def _escape(text: str) -> str:
@@ -127,10 +157,15 @@ def write_report(
     model: str | Path | None = None,
     stats: StatsConfig | None = None,
     n: int = 32,
+    sae: str | Path | None = None,
 ) -> Path:
     """Write the report (see `report_target` for where) and return its path."""
     target = report_target(circuit_path, out)
-    html = render_html(report_data(circuit_path, model, stats, n))
+    if sae is not None:
+        from sparsecircuits.sae.sae_file import load_sae
+
+        load_sae(sae)  # a missing or corrupt SAE: a one-line error before any work
+    html = render_html(report_data(circuit_path, model, stats, n, sae))
     return atomic_write_text(target, html)
 
 

@@ -582,5 +582,12 @@
     if (STATIC.baseline && STATIC.baseline.model) renderResult(STATIC.baseline.model);
   }
 
+  // Shared with latents.js: a latent page renders snippets, charts and results as a node's.
+  Object.assign(SC, {
+    api: api, esc: esc, num: num, status: status, tokCode: tokCode, tokensHTML: tokensHTML,
+    histogramSVG: histogramSVG, snippetsHTML: snippetsHTML, taskHTML: taskHTML, logitHTML: logitHTML,
+    renderResult: renderResult, STATIC: STATIC, state: S,
+  });
+
   if (STATIC) initStatic(); else initLive();
 })();

@@ -21,6 +21,7 @@ from pathlib import Path
 from sparsecircuits.checkpoint import load_checkpoint
 from sparsecircuits.config import load_config
 from sparsecircuits.experiments.runs import train_or_reuse
+from sparsecircuits.fileformat import write_json
 from sparsecircuits.tasks.evaluate import evaluate_tasks
 from sparsecircuits.tasks.registry import all_tasks
 
@@ -86,7 +87,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100)
     args = parser.parse_args()
     rows = [sweep_point(d, f, n, args.steps, args.out) for d, f, n in POINTS]
-    (args.out / "sweep.json").write_text(json.dumps(rows, indent=2) + "\n")
+    write_json(args.out / "sweep.json", rows, indent=2)
     print(f"{args.steps} steps x 32 x 128 tokens each, `wide` corpus")
     print(table(rows))
 

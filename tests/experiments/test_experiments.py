@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from sparsecircuits import checkpoint as ckpt
 from sparsecircuits.circuits.config import PruneConfig
 from sparsecircuits.cli import _mount, app
-from sparsecircuits.errors import CheckpointError
+from sparsecircuits.errors import CheckpointError, ConfigError
 from sparsecircuits.experiments.circuit_sizes import SizePoint, geomean_edges
 from sparsecircuits.experiments.frontier import Frontier, run_frontier
 from sparsecircuits.experiments.runs import train_or_reuse
@@ -100,10 +100,32 @@ def test_running_again_reuses_the_trained_models_and_their_circuit_sizes(svd):
     assert before == after
     assert [p for p in again["points"]["sparse"] if p["edges"] == 12345]
     assert again["points"]["dense"] == first["points"]["dense"]
-    # ... unless what it depends on changed: another target set prunes again.
-    other = SparseVsDense(**{**exp.__dict__, "targets": (5.0,)})
+    # ... also for fewer targets (the same mask training, cut at fewer places) ...
+    fewer = SparseVsDense(**{**exp.__dict__, "targets": (exp.targets[0],)})
+    subset = run_sparse_vs_dense(fewer, out, progress=False)
+    assert {p["target"] for p in subset["points"]["sparse"]} == {exp.targets[0]}
+    assert doc["points"][0]["target"] == exp.targets[0]  # the tampered point is kept
+    assert [p for p in subset["points"]["sparse"] if p["edges"] == 12345]
+    # ... unless what it depends on changed: a target it has not cut at prunes again.
+    other = SparseVsDense(**{**exp.__dict__, "targets": (*exp.targets, 0.6)})
     fresh = run_sparse_vs_dense(other, out, progress=False)
     assert not [p for p in fresh["points"]["sparse"] if p["edges"] == 12345]
+
+
+def test_a_trained_pair_is_compared_without_training(svd, tmp_path):
+    exp, out, first = svd
+    given = SparseVsDense(**{**exp.__dict__, "sparse_model": out / "sparse",
+                             "dense_model": out / "dense"})  # fmt: skip
+    results = run_sparse_vs_dense(given, tmp_path, progress=False)
+    assert not (tmp_path / "sparse" / "checkpoint").exists()  # nothing was trained
+    for model in ("sparse", "dense"):
+        assert results["models"][model]["val_loss"] == first["models"][model]["val_loss"]
+        assert results["points"][model] == first["points"][model]
+    assert results["match"]["relative_gap"] == pytest.approx(first["match"]["relative_gap"])
+    swapped = SparseVsDense(**{**given.__dict__, "sparse_model": out / "dense",
+                               "dense_model": out / "sparse"})  # fmt: skip
+    with pytest.raises(ConfigError, match="must be weight-sparse"):
+        run_sparse_vs_dense(swapped, tmp_path / "swapped", progress=False)
 
 
 def test_a_run_directory_of_another_config_is_refused(tiny_config, tiny_run):
@@ -140,6 +162,8 @@ def test_frontier_trains_each_width_and_fraction_and_plots(data_cache, tmp_path)
         (["--targets", "0.3,x"], "--targets must be comma-separated numbers"),
         (["--tasks", "no_such_task"], "no_such_task"),
         (["--config", "tiny", "--set", "sparsity.weight_fraction=1.0"], "is dense"),
+        (["--sparse", "models/demo"], "give both --sparse and --dense"),
+        (["--sparse", "models/demo", "--dense", "no/such/model"], "no/such/model"),
     ],
 )
 def test_bad_experiment_input_is_a_one_line_error(tmp_path, args, message):

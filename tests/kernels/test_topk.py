@@ -42,3 +42,13 @@ def test_batched_shape_and_noop_when_k_covers_the_row():
     x = torch.randn(2, 5, 64)
     assert torch.equal(abstopk(x, 16, fast=True), abstopk_reference(x, 16))
     assert abstopk(x, 64, fast=True) is x
+
+
+@pytest.mark.parametrize("d,k", [(128, 32), (512, 128), (33, 16), (100, 1)])
+def test_same_kept_set_with_many_ties(d, k):
+    # Few distinct magnitudes: the search for the k-th largest meets ties at every step.
+    torch.manual_seed(d)
+    x = torch.randint(-3, 4, (500, d)).float() * 0.37
+    x[::5] = torch.randn(100, d) * 1e-30  # tiny magnitudes, far below the others' exponents
+    x[1::7] = 0.0  # all-zero rows keep everything, as the reference does
+    assert torch.equal(abstopk(x, k, fast=True), abstopk_reference(x, k))

@@ -134,15 +134,101 @@ def test_a_forward_resumed_at_a_block_equals_the_whole_forward(setup):
         model(tokens, from_layer=1)  # a later start needs the stream entering it
 
 
-def test_length_buckets_partition_the_rows_by_length():
+def _strongest_nodes(model, batch, per_location: int = 1) -> list[str]:
+    """Nodes chosen from the data: at every location, the ones with the largest mean |value|
+    over the task's read positions (an ablation of them moves the numbers)."""
     import torch
 
-    from sparsecircuits.viewer.sweep import length_buckets
+    from sparsecircuits.model.hooks import Recorder
 
-    lengths = torch.tensor([5, 30, 7, 22, 9, 41, 3, 18, 12, 26, 33, 8, 15, 2, 40, 11, 20])
-    buckets = length_buckets(lengths, min_rows=4, most=3)
-    assert len(buckets) == 3
-    assert sorted(torch.cat(buckets).tolist()) == list(range(len(lengths)))
-    for shorter, longer in zip(buckets, buckets[1:], strict=False):
-        assert lengths[shorter].max() <= lengths[longer].min()
-    assert len(length_buckets(lengths[:5], min_rows=8)) == 1  # too few rows to split
+    rec = Recorder(model.locations)
+    with torch.no_grad():
+        model(batch.tokens, rec.hooks)
+    rows = torch.arange(len(batch))
+    nodes = []
+    for loc, acts in rec.acts.items():
+        strength = acts[rows, batch.lengths - 1].abs().mean(0)  # [width]
+        nodes += [f"{loc}.{i}" for i in strength.topk(per_location).indices.tolist()]
+    return nodes
+
+
+@pytest.mark.parametrize("mode", ["model", "circuit"])
+def test_packed_sweep_equals_plain_forwards_on_nodes_from_the_data(setup, mode):
+    """The sweep (shared prefixes packed, the last block at the read position, attention
+    written out) against a plain forward of the whole batch with the node set through the
+    model's own hooks, on the nodes the task's activations make strongest."""
+    from sparsecircuits.model.hooks import compose, set_nodes
+    from sparsecircuits.model.locations import parse_node
+    from sparsecircuits.viewer.interventions import circuit_hooks, score
+    from sparsecircuits.viewer.packing import pack
+    from sparsecircuits.viewer.sweep import fixed_circuit_parts, score_edits
+
+    handle, circuit = setup
+    model = handle.model
+    batch, _ = handle.task_batch(circuit.task, 16)
+    packed_rows = sum(len(pk.queries) for pk in pack(batch.tokens, batch.lengths))
+    assert packed_rows < len(batch), "the task's pairs were not packed: nothing tested here"
+    means, _ = handle.means(circuit)
+    nodes = _strongest_nodes(model, batch)
+    base = calibration = None
+    fixed = set()
+    if mode == "circuit":
+        # A circuit of the strongest 3 nodes at every location but the last attention's input
+        # (so that half-block is reused, not run: `fixed_parts`); the pruned tiny circuit is
+        # too small for its ablations to move the numbers.
+        final_input = f"{model.cfg.n_layer - 1}.attn.act_in"
+        kept = [node for node in _strongest_nodes(model, batch, 3)
+                if not node.startswith(final_input + ".")]
+        base, calibration = circuit_hooks(model, kept, means), (1.2, 0.1)
+        fixed = fixed_circuit_parts(model, kept)
+        assert (model.cfg.n_layer - 1, 0) in fixed
+    edits = []
+    for node in nodes:
+        loc, i = parse_node(node)
+        edits += [(loc, i, float(means[loc][i])), (loc, i, 0.0), (loc, i, 3.0)]
+    swept = score_edits(model, batch, edits, base, calibration, group=5, fixed_parts=fixed)
+    unedited = score(model, batch, base, calibration)["task_loss"]
+    moved = 0
+    for (loc, i, value), fast in zip(edits, swept, strict=True):
+        plain = score(model, batch, compose(base, set_nodes({loc: {i: value}})), calibration)
+        close(fast, plain, f"{loc}.{i}={value}")
+        moved += plain["task_loss"] != unedited
+    assert moved > len(edits) // 3  # real effects were compared, not one number over and over
+
+
+def test_packing_gives_every_row_exactly_its_own_positions():
+    """Each real packed position sees the positions of its own row up to itself, once each,
+    and each row is read at its last token."""
+    import torch
+
+    from sparsecircuits.viewer.packing import pack
+
+    gen = torch.Generator().manual_seed(0)
+    prefix = torch.randint(3, 50, (30,), generator=gen)
+    rows, lengths = [], []
+    for n, (shared, total) in enumerate([(12, 20), (12, 17), (0, 9), (25, 30), (25, 30),
+                                         (25, 28), (5, 5), (3, 26), (20, 20)]):
+        row = torch.cat([prefix[:shared], torch.randint(3, 50, (total - shared,), generator=gen)])
+        if n == 8:
+            row = prefix[:20].clone()  # a row that is all prefix of the rows sharing 25
+        rows.append(torch.nn.functional.pad(row, (0, 30 - total)))
+        lengths.append(total)
+    tokens, lengths = torch.stack(rows), torch.tensor(lengths)
+    packings = pack(tokens, lengths, most=2)
+    assert sorted(torch.cat([pk.rows for pk in packings]).tolist()) == list(range(9))
+    together = {r: (id(pk), int(pk.order[i]) // pk.queries.shape[1])
+                for pk in packings for i, r in enumerate(pk.rows.tolist())}
+    assert together[3] == together[4] == together[5]  # 25 of their 28-30 tokens shared
+    assert len(set(together.values())) < 9
+    for pk in packings:
+        row, pos = pk.source
+        seen = pk.bias[:, 0] == 0  # [G, Tp, Tp]
+        for i, r in enumerate(pk.rows.tolist()):
+            g, m = divmod(int(pk.order[i]), pk.queries.shape[1])
+            read = int(pk.queries[g, m])
+            assert int(pos[g, read]) == lengths[r] - 1
+            for q in seen[g, read].nonzero().flatten().tolist():  # and each position it sees
+                keys = seen[g, q].nonzero().flatten()
+                at = pos[g, keys]  # positions in the row: 0..pos[q], each once, its tokens
+                assert torch.equal(at.sort().values, torch.arange(int(pos[g, q]) + 1))
+                assert torch.equal(tokens[row[g, keys], at], tokens[r, at])

@@ -80,20 +80,39 @@ def cached_explanations(content_hash: str, unit: str,
     For the viewer: `cached_explanations(loaded.content_hash, "1.mlp.post_act.17")`. Unreadable
     cache files are skipped, never an error: the panel then simply shows no explanation.
     """
+    return cached_units(content_hash, cache_dir).get(unit, [])
+
+
+def cache_files(content_hash: str, cache_dir: str | Path | None = None) -> list[Path]:
+    """The cache files of the model with this content hash, newest first."""
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     directory = root / content_hash
     if not directory.is_dir():
         return []
-    files = sorted(directory.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
-    out = []
-    for file in files:
+    stamped = []
+    for file in directory.glob("*.json"):
+        try:
+            stamped.append((file.stat().st_mtime_ns, file))
+        except OSError:  # removed meanwhile
+            continue
+    return [file for _, file in sorted(stamped, key=lambda x: x[0], reverse=True)]
+
+
+def cached_units(content_hash: str,
+                 cache_dir: str | Path | None = None) -> dict[str, list[dict[str, Any]]]:  # fmt: skip
+    """`cached_explanations` of every cached unit at once ({unit: results, newest first}): one
+    read of each cache file, for a circuit's or an SAE's many units."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for file in cache_files(content_hash, cache_dir):
         try:
             doc = read_versioned_json(file, FORMAT, FORMAT_VERSION, "explanation cache",
                                       AutointerpError)  # fmt: skip
-        except (SparseCircuitsError, OSError, json.JSONDecodeError):
+        except (SparseCircuitsError, OSError, json.JSONDecodeError, UnicodeDecodeError):
             continue
         units = doc.get("units")
-        result = units.get(unit) if isinstance(units, dict) else None
-        if isinstance(result, dict):
-            out.append({**result, "explainer": doc.get("explainer")})
+        if not isinstance(units, dict):
+            continue
+        for unit, result in units.items():
+            if isinstance(result, dict):
+                out.setdefault(unit, []).append({**result, "explainer": doc.get("explainer")})
     return out

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from sparsecircuits.circuits.describe_cli import describe_command
 from sparsecircuits.config import check_device_name
 from sparsecircuits.errors import CircuitError
 from sparsecircuits.fileformat import write_json
@@ -17,6 +18,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.command("describe")(describe_command)
 
 
 @app.command("eval")

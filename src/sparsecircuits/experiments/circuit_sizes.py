@@ -80,8 +80,10 @@ class CircuitSizer:
 
         With `cache_dir`, the points are also written to `<cache_dir>/<task>.json` with what
         they depend on (weights hash, pruning config, targets, split sizes), and read back
-        instead of pruning again when all of that matches: re-running an experiment with
-        another plot or an extra task does not redo the pruning it has already done.
+        instead of pruning again when all of that matches and the cached targets include the
+        asked ones (the targets only choose where to cut one mask training): re-running an
+        experiment with another plot, fewer targets or an extra task does not redo the pruning
+        it has already done.
         """
         key = {"content_hash": self.ctx.hash, "prune": self.pruner.cfg.to_dict(),
                "targets": list(targets), "task": data.name, "sizes": data.sizes}  # fmt: skip
@@ -89,8 +91,9 @@ class CircuitSizer:
         if cache is not None and cache.is_file():
             try:
                 doc = json.loads(cache.read_text())
-                if doc.get("key") == key:
-                    return [SizePoint(**p) for p in doc["points"]]
+                cached = {p["target"]: SizePoint(**p) for p in doc["points"]}
+                if {**doc["key"], "targets": key["targets"]} == key and set(targets) <= set(cached):
+                    return [cached[t] for t in targets]
             except (OSError, ValueError, TypeError, KeyError):
                 pass  # unreadable or stale: prune again and overwrite it
         points = self._prune(data, targets)

@@ -65,16 +65,23 @@ def sparse_vs_dense_command(
                                                   "matched.")] = 0.02,  # fmt: skip
     match_every: Annotated[int, typer.Option(help="Dense model: steps between evaluations "
                                                   "while matching.")] = 25,  # fmt: skip
+    sparse: Annotated[Path | None, typer.Option(help="Use this trained sparse model (with "
+                                                     "--dense) instead of training the pair; "
+                                                     "--config/--set are then unused.")] = None,
+    dense: Annotated[Path | None, typer.Option(help="Use this trained dense model, of any width, "
+                                                    "matched to --sparse.")] = None,
     progress: ProgressOpt = True,
 ) -> None:
-    """Train a dense and a weight-sparse model to equal val loss, prune the tasks the dense
-    model can do in both at several target losses, and compare circuit sizes (Figure 2)."""
+    """Train a dense and a weight-sparse model to equal val loss (or take a trained pair), prune
+    the tasks the dense model can do in both at several target losses, and compare circuit
+    sizes (Figure 2)."""
     from sparsecircuits.experiments.sparse_vs_dense import SparseVsDense, run_sparse_vs_dense
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     exp = SparseVsDense(config=config, overrides=parse_overrides(set_), targets=_floats(targets, "--targets"),
                         capable_loss=capable, prune=_prune_config(loss, prune_set),
-                        tolerance=tolerance, match_every=match_every)  # fmt: skip
+                        tolerance=tolerance, match_every=match_every, sparse_model=sparse,
+                        dense_model=dense)  # fmt: skip
     if tasks is not None:
         exp = SparseVsDense(**{**exp.__dict__, "tasks": _names(tasks)})
     results = run_sparse_vs_dense(exp, out, progress)

@@ -33,6 +33,25 @@ class TrainedModel:
     """Nonzero entries of the sparse-constrained matrices (all of them for a dense model)."""
 
 
+def existing_model(path: Path) -> TrainedModel:
+    """A model trained elsewhere (a run directory or a zoo model), as an experiment run."""
+    path = Path(path)
+    resolved = ckpt.resolve(path)  # CheckpointError naming the path if there is none
+    meta = ckpt.read_meta(resolved)
+    cfg = ckpt.read_config(resolved)
+    if "val_loss" not in meta:
+        raise CheckpointError(f"{path} records no val loss; it cannot be matched to another model")
+    step = int(meta.get("step", 0))
+    return TrainedModel(
+        run_dir=path,
+        config=cfg,
+        val_loss=float(meta["val_loss"]),
+        steps=step,
+        tokens=step * cfg.train.batch_size * cfg.model.n_ctx,
+        nonzeros=int(sum(meta.get("nonzeros", {}).values())),
+    )
+
+
 def train_or_reuse(
     cfg: RunConfig, run_dir: Path, stop_below: float | None = None, progress: bool = True
 ) -> TrainedModel:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sparsecircuits.checkpoint import load_checkpoint
+from sparsecircuits.checkpoint import Loaded, load_checkpoint
 from sparsecircuits.circuits.config import PruneConfig
 from sparsecircuits.config import load_config
 from sparsecircuits.errors import ConfigError
@@ -32,7 +32,7 @@ from sparsecircuits.experiments.circuit_sizes import (
     point_dicts,
 )
 from sparsecircuits.experiments.plots import figure2
-from sparsecircuits.experiments.runs import TrainedModel, train_or_reuse
+from sparsecircuits.experiments.runs import TrainedModel, existing_model, train_or_reuse
 from sparsecircuits.fileformat import atomic_write_text, write_json
 from sparsecircuits.tasks.registry import PAPER_TASKS, get_task
 
@@ -57,6 +57,10 @@ class SparseVsDense:
     """Largest relative gap between the two models' val losses that counts as matched."""
     match_every: int = 25
     """Steps between the dense model's evaluations (how finely its stop is placed)."""
+    sparse_model: Path | None = None
+    """An already trained sparse model to use instead of training one (with `dense_model`)."""
+    dense_model: Path | None = None
+    """An already trained dense model matched to `sparse_model` (any width)."""
 
     def validate(self) -> SparseVsDense:
         if not self.targets or any(t <= 0 for t in self.targets):
@@ -65,6 +69,8 @@ class SparseVsDense:
             raise ConfigError(f"tolerance must be in (0, 1), got {self.tolerance}")
         if self.match_every < 1:
             raise ConfigError(f"match_every must be >= 1, got {self.match_every}")
+        if (self.sparse_model is None) != (self.dense_model is None):
+            raise ConfigError("give both --sparse and --dense (existing models) or neither")
         for name in self.tasks:
             get_task(name)  # unknown names fail here, before hours of training
         return self
@@ -73,6 +79,26 @@ class SparseVsDense:
 def run_sparse_vs_dense(exp: SparseVsDense, out: Path, progress: bool = True) -> dict:
     """Run (or finish) the experiment in `out`; returns what results.json holds."""
     exp.validate()
+    if exp.sparse_model is not None and exp.dense_model is not None:
+        sparse, dense = existing_model(exp.sparse_model), existing_model(exp.dense_model)
+        match_how = "given models (trained elsewhere)"
+    else:
+        sparse, dense = _train_pair(exp, out, progress)
+        match_how = (f"dense stopped at its first evaluation (every {exp.match_every} steps) with "
+                     f"val loss <= {1 + exp.tolerance:g} x the sparse model's")  # fmt: skip
+    if sparse.config.sparsity.weight_fraction >= 1.0 or dense.config.sparsity.weight_fraction < 1.0:
+        raise ConfigError(f"{sparse.run_dir} must be weight-sparse and {dense.run_dir} dense")
+    gap = dense.val_loss / sparse.val_loss - 1
+    match = {"how": match_how, "relative_gap": gap, "matched": abs(gap) <= exp.tolerance}
+    if not match["matched"]:
+        log.warning("val losses differ by %.1f%% (tolerance %.0f%%): results are reported but "
+                    "the models are not matched", 100 * gap, 100 * exp.tolerance)  # fmt: skip
+    loaded = {"sparse": load_checkpoint(sparse.run_dir), "dense": load_checkpoint(dense.run_dir)}
+    return _compare(exp, out, progress, sparse, dense, match, loaded)
+
+
+def _train_pair(exp: SparseVsDense, out: Path, progress: bool) -> tuple[TrainedModel, TrainedModel]:
+    """Train the sparse model, then the dense one until its val loss matches (runs reused)."""
     sparse_cfg = load_config(exp.config, exp.overrides)
     if sparse_cfg.sparsity.weight_fraction >= 1.0:
         raise ConfigError(f"config {exp.config} is dense (weight_fraction 1.0); the sparse model "
@@ -84,18 +110,12 @@ def run_sparse_vs_dense(exp: SparseVsDense, out: Path, progress: bool = True) ->
     sparse = train_or_reuse(sparse_cfg, out / "sparse", progress=progress)
     dense = train_or_reuse(dense_cfg, out / "dense", sparse.val_loss * (1 + exp.tolerance),
                            progress)  # fmt: skip
-    gap = dense.val_loss / sparse.val_loss - 1
-    match = {
-        "how": f"dense stopped at its first evaluation (every {exp.match_every} steps) with val "
-               f"loss <= {1 + exp.tolerance:g} x the sparse model's",
-        "relative_gap": gap,
-        "matched": abs(gap) <= exp.tolerance,
-    }  # fmt: skip
-    if not match["matched"]:
-        log.warning("val losses differ by %.1f%% (tolerance %.0f%%): results are reported but "
-                    "the models are not matched", 100 * gap, 100 * exp.tolerance)  # fmt: skip
+    return sparse, dense
 
-    loaded = {"sparse": load_checkpoint(sparse.run_dir), "dense": load_checkpoint(dense.run_dir)}
+
+def _compare(exp: SparseVsDense, out: Path, progress: bool, sparse: TrainedModel,
+             dense: TrainedModel, match: dict, loaded: dict[str, Loaded]) -> dict:  # fmt: skip
+    """Prune every task the dense model can do in both models; results.json after each task."""
     if loaded["sparse"].tokenizer.to_str() != loaded["dense"].tokenizer.to_str():
         raise ConfigError("the two models were trained with different tokenizers")
     data, errors = load_tasks([get_task(t) for t in exp.tasks], loaded["dense"], exp.prune)

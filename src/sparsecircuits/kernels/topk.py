@@ -6,8 +6,8 @@ k-th largest magnitude. A row with ties at that value therefore keeps more than 
 nothing downstream. The gradient is the incoming gradient on the kept set, zero elsewhere.
 
 - reference: `torch.topk(sorted=False)` for the threshold, then a compare and a multiply.
-- fast (CPU, float32): one C++ pass per row finds the threshold exactly by radix select on
-  the bits of |x| and writes the output and the kept mask together.
+- fast (CPU, float32): per row, C++ finds the threshold exactly by binary search on the
+  bits of |x| (vectorised counts) and writes the output and the kept mask together.
 """
 
 from __future__ import annotations

@@ -21,6 +21,9 @@ Routes (every model / circuit is named by its path relative to the artifacts dir
     POST /api/latent/intervene  {sae, latent, op, value, task, n, model?} -> task metrics
     POST /api/latent/steer      {sae, latent, op, value, prompt, tokens, model?} -> generations
 
+A node of /api/circuit's graph, a node panel and a latent page carry `explanation` when the
+explain cache has one for the unit (viewer/explanations.py, docs/autointerp.md).
+
 Errors are JSON `{"error": message}`: 400 bad input or a Host header that is not a loopback
 name (see `guards`), 403 a path outside the artifacts directory, 404 an unknown model / circuit
 / node, 413 a request body over `guards.MAX_BODY_BYTES`, 422 a malformed request body, 500 a
@@ -47,6 +50,12 @@ from sparsecircuits.errors import SparseCircuitsError
 from sparsecircuits.fileformat import strict_json_value
 from sparsecircuits.tasks import all_tasks
 from sparsecircuits.viewer.circuit_adapter import ViewedCircuit
+from sparsecircuits.viewer.explanations import (
+    ExplanationSource,
+    attach_to_graph,
+    attach_to_panel,
+    latent_unit,
+)
 from sparsecircuits.viewer.guards import BodyLimit, HostCheck, allowed_hosts
 from sparsecircuits.viewer.interventions import needs_means, parse_interventions
 from sparsecircuits.viewer.latents import (
@@ -146,9 +155,11 @@ def _error(status: int, message: str) -> JSONResponse:
 
 
 def create_app(
-    workspace: Workspace, hosts: Iterable[str] = (), latents: LatentSource | None = None
+    workspace: Workspace, hosts: Iterable[str] = (), latents: LatentSource | None = None,
+    explanations: ExplanationSource | None = None,
 ) -> FastAPI:
-    """The FastAPI app serving one artifacts directory (and the SAEs in `latents`).
+    """The FastAPI app serving one artifacts directory (and the SAEs in `latents`), showing the
+    units' cached explanations from `explanations` (default: `explain`'s cache).
 
     It answers requests addressed to a loopback name (127.0.0.1, localhost, [::1]) or to one
     of `hosts` (the name it was started on), whatever the port.
@@ -159,6 +170,7 @@ def create_app(
     app.add_middleware(BodyLimit)
     app.add_middleware(HostCheck, hosts=allowed_hosts(hosts))
     ws = workspace
+    explained = explanations or ExplanationSource()
 
     # The most specific class wins (handlers are looked up along the exception's MRO), so
     # every other user error is a 400.
@@ -225,7 +237,9 @@ def create_app(
     ) -> dict[str, Any]:
         with ws.lock:
             handle, c, warnings = target(None, id)
-            return circuit_view(handle, c, id, n, warnings)
+            view = circuit_view(handle, c, id, n, warnings)
+            attach_to_graph(view, explained.table(handle.content_hash))
+            return view
 
     @app.get("/api/node")
     def node(
@@ -239,7 +253,9 @@ def create_app(
             handle, c, _ = target(model, circuit)
             check_node(handle.model, node)
             task = ws.task(task) if task else (c.task if c else None)
-            return node_panel(handle, node, task, n, c)
+            panel = node_panel(handle, node, task, n, c)
+            attach_to_panel(panel, explained.table(handle.content_hash), node)
+            return panel
 
     @app.post("/api/tokens")
     def tokens(body: TokensBody) -> dict[str, Any]:
@@ -298,7 +314,10 @@ def create_app(
     ) -> dict[str, Any]:
         with ws.lock:
             handle = latent_model(sae, model, circuit)
-            return latent_panel(handle, saes, sae, latent, ws.task(task) if task else None, n)
+            panel = latent_panel(handle, saes, sae, latent, ws.task(task) if task else None, n)
+            unit = latent_unit(explained.sae_hash(saes.get(sae)), latent)
+            attach_to_panel(panel, explained.table(handle.content_hash), unit)
+            return panel
 
     @app.post("/api/latent/intervene")
     def latent_intervene(body: LatentInterveneBody) -> dict[str, Any]:

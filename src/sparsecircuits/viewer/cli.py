@@ -14,6 +14,8 @@ WindowsOpt = Annotated[
     int, typer.Option(help="Pretraining val windows (of n_ctx tokens) scanned per node location.")
 ]
 ExamplesOpt = Annotated[int, typer.Option("--n", help="Task val examples used for panels and ablations.")]
+ExplainOpt = Annotated[bool, typer.Option("--explain", help="First explain the circuits' nodes (and the SAE latents shown) with the offline explainer, into the explain cache; re-runs reuse it. Without it, explanations already cached by `sparsecircuits explain` are shown.")]
+ExplainCacheOpt = Annotated[Path | None, typer.Option(help="Explanation cache directory (default: ~/.cache/sparsecircuits/explanations, as `explain`).")]
 
 
 def serve_command(
@@ -23,6 +25,8 @@ def serve_command(
     windows: WindowsOpt = 64,
     allow_host: Annotated[list[str] | None, typer.Option(help="Another name the browser may use in the address (the Host header), e.g. this machine's name when binding 0.0.0.0; loopback names and --host are always accepted (repeatable).")] = None,
     sae: Annotated[list[Path] | None, typer.Option(help="An SAE (directory or sae.safetensors) whose latents get pages and interventions; it may lie outside --artifacts (repeatable).")] = None,
+    explain: ExplainOpt = False,
+    explain_cache: ExplainCacheOpt = None,
 ) -> None:
     """Serve the circuit viewer (graph, node panels, live interventions) on a local port.
 
@@ -40,15 +44,29 @@ def serve_command(
         raise SparseCircuitsError(f"--windows must be >= 1, got {windows}")
     if not 0 < port < 65536:
         raise SparseCircuitsError(f"--port must be in 1..65535, got {port}")
+    from sparsecircuits.viewer.explanations import ExplanationSource, explain_workspace
     from sparsecircuits.viewer.latents import LatentSource
 
     latents = LatentSource(sae or [])  # a missing or corrupt SAE: one-line error before serving
     workspace = Workspace(artifacts, StatsConfig(windows=windows))
+    explanations = ExplanationSource(explain_cache, compute=explain)
+    if explain:
+        _log_progress()
+        for line in explain_workspace(workspace, latents, explanations):
+            print(line)
     if not _is_loopback(host):
         print(f"warning: binding {host}: anyone who can reach this address can use the viewer")
     hosts = [host, *(allow_host or [])]
     print(f"serving {workspace.root} at http://{host}:{port}/  (Ctrl-C to stop)")
-    uvicorn.run(create_app(workspace, hosts, latents), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(workspace, hosts, latents, explanations), host=host, port=port,
+                log_level="warning")
+
+
+def _log_progress() -> None:
+    """--explain prints the explainer's progress (a location at a time), as `explain` does."""
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
 
 
 def _is_loopback(host: str) -> bool:
@@ -67,6 +85,8 @@ def report_command(
     windows: WindowsOpt = 64,
     n: ExamplesOpt = 32,
     sae: Annotated[Path | None, typer.Option(help="Also precompute latent pages of this SAE (of the circuit's model): the latents that separate the task's classes most, each zeroed and clamped to 2x its max.")] = None,
+    explain: ExplainOpt = False,
+    explain_cache: ExplainCacheOpt = None,
 ) -> None:
     """Write a single self-contained HTML file: graph, node panels, losses, ablations."""
     from sparsecircuits.viewer.node_stats import StatsConfig
@@ -76,7 +96,15 @@ def report_command(
         raise SparseCircuitsError("--windows and --n must be >= 1")
     if out is None:  # circuits/<run>/<task>/circuit.json -> circuits/<run>/<task>.html
         out = circuit.parent.parent if circuit.name == "circuit.json" else circuit.parent
-    path = write_report(circuit, out, model, StatsConfig(windows=windows, top_k=6), n, sae=sae)
+    explanations = None
+    if explain or explain_cache is not None:
+        from sparsecircuits.viewer.explanations import ExplanationSource
+
+        if explain:
+            _log_progress()
+        explanations = ExplanationSource(explain_cache, compute=explain)
+    path = write_report(circuit, out, model, StatsConfig(windows=windows, top_k=6), n, sae=sae,
+                        explanations=explanations)
     print(f"wrote {path} ({path.stat().st_size / 1e3:.0f} kB)")
 
 

@@ -4,6 +4,7 @@ The live front end (static/index.html + style.css + graph.js + viewer.js) is inl
 with a JSON document holding everything it would otherwise ask the API for: the circuit header
 and graph, a node panel for every drawn node, each node's mean- and zero-ablation result on the
 task, and the unablated baseline. The front end sees the JSON and runs in static mode.
+Nodes and latent pages carry the explanations cached for them (`viewer.explanations`).
 
 The output is checked before any work (`report_target`): only a missing file or an earlier
 report (recognised by `REPORT_MARKER` at its top) is ever replaced, so `-o circuit.json` or
@@ -25,6 +26,7 @@ from sparsecircuits.checkpoint import resolve
 from sparsecircuits.errors import SparseCircuitsError, TaskError
 from sparsecircuits.fileformat import atomic_write_text, strict_json_value
 from sparsecircuits.viewer.circuit_adapter import read_circuit
+from sparsecircuits.viewer.explanations import ExplanationSource, report_explanations
 from sparsecircuits.viewer.graph import shown_path
 from sparsecircuits.viewer.node_stats import StatsConfig
 from sparsecircuits.viewer.panels import (
@@ -63,8 +65,11 @@ def report_data(
     n: int = 32,
     sae: str | Path | None = None,
     phase: Phase = _no_phase,
+    explanations: ExplanationSource | None = None,
 ) -> dict[str, Any]:
-    """Everything the static front end shows, computed once (with `sae`: latent pages too)."""
+    """Everything the static front end shows, computed once (with `sae`: latent pages too).
+    `explanations`: where the units' cached explanations are read from (default: `explain`'s
+    cache), and whether they are computed first (`--explain`)."""
     with phase("load"):
         circuit = read_circuit(circuit_path)
         if model is not None:
@@ -99,6 +104,9 @@ def report_data(
         with phase(f"ablations ({mode})"):
             ablations[mode] = single_ablations(handle, circuit.task, drawn,
                                                baseline[mode]["baseline"], n, circuit, mode)
+    with phase("explanations"):  # reads a cache directory, unless computing (--explain)
+        report_explanations(explanations or ExplanationSource(), handle.loaded,
+                            handle.content_hash, view, panels, latents, sae)  # fmt: skip
     data = {"view": view, "nodes": panels, "baseline": baseline, "ablations": ablations}
     return data if latents is None else {**data, "latents": latents}
 
@@ -158,6 +166,7 @@ def write_report(
     stats: StatsConfig | None = None,
     n: int = 32,
     sae: str | Path | None = None,
+    explanations: ExplanationSource | None = None,
 ) -> Path:
     """Write the report (see `report_target` for where) and return its path."""
     target = report_target(circuit_path, out)
@@ -165,7 +174,8 @@ def write_report(
         from sparsecircuits.sae.sae_file import load_sae
 
         load_sae(sae)  # a missing or corrupt SAE: a one-line error before any work
-    html = render_html(report_data(circuit_path, model, stats, n, sae))
+    html = render_html(report_data(circuit_path, model, stats, n, sae,
+                                   explanations=explanations))
     return atomic_write_text(target, html)
 
 

@@ -6,17 +6,23 @@ The forwards are arithmetic-bound, so the saving is in not repeating work:
 
 - Edits are grouped by the half-block they edit (a layer's attention or its MLP). The
   residual stream entering each half is recorded once (`_streams_entering_parts`), and a
-  group's forward starts there (`_forward_from`): an edit in the last MLP costs almost
+  group's forward starts there (`_forward_packed`): an edit in the last MLP costs almost
   nothing, one in the first attention three and a half blocks, not four.
-- The last block's MLP and everything after it act on each position alone, and only the
-  choice position is read: they run at that position only.
+- Rows that share a prefix (a contrast pair differs in one token near its end) are packed
+  into one sequence whose prefix is computed once (`viewer/packing.py`): about half the
+  positions on such a task. Packings of similar length run apart, each padded to its own
+  longest (right padding is exact for a causal model).
+- The last block works at the read position only, but for its attention's keys and values:
+  its queries, its MLP and everything after it see one position at a time.
 - `group` edits share one forward: the batch is repeated once per edit and a hook per location
   sets node i_g in copy g only (`grouped_set_hooks`).
-- Rows are split into a few groups of similar length (`length_buckets`), each padded only to
-  its own longest row: right padding is exact for a causal model, so this changes no number.
-- Only the choice position's logits are computed (`GPT.forward`'s `read_positions`); all
-  copies are scored at once by `interventions.score_logits_many` (per copy, the numbers
-  `interventions.score_logits` gives a lone batch).
+- Only the choice position's logits are computed; all copies are scored at once by
+  `interventions.score_logits_many` (per copy, the numbers `interventions.score_logits`
+  gives a lone batch).
+- The forwards run under `torch.inference_mode`; AbsTopK there is the C++ kernel wherever
+  the model selects it (`model.kernels`, docs/sparse-kernels.md).
+Each edit's numbers are those of a plain forward with the edit as a hook, up to float
+rounding (tests/viewer/test_sweep.py compares them).
 """
 
 from __future__ import annotations
@@ -28,13 +34,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from sparsecircuits.model.gpt import GPT
+from sparsecircuits.model.gpt import GPT, Attention
 from sparsecircuits.model.hooks import Hook, Recorder, apply_hook, compose
 from sparsecircuits.tasks.encoding import TaskBatch
 from sparsecircuits.viewer.interventions import score_logits_many
+from sparsecircuits.viewer.packing import Packing, pack
 
 GROUP = 16
-"""Edits per forward: 16 copies of 32 examples is a batch of 512 rows."""
+"""Edits per forward: 16 copies of a packing's rows."""
 
 
 def grouped_set_hooks(edits: Sequence[tuple[str, int, float]], rows: int) -> dict[str, Hook]:
@@ -75,7 +82,8 @@ def score_edits(
 ) -> list[dict[str, Any]]:
     """For each (location, index, value), in order: the task scored (`score_logits`) with
     that one node set to the value at every position, on top of `base_hooks` (e.g. the
-    circuit alone) and `calibration` when given.
+    circuit alone; like every node hook here they must treat each position alike) and
+    `calibration` when given.
 
     `fixed_parts`: half-blocks ((layer, part) as `_start`) whose output `base_hooks` make
     independent of their input (`fixed_circuit_parts`): where no edit is inside one, the
@@ -84,8 +92,11 @@ def score_edits(
     device = next(model.parameters()).device
     b = batch.to(device)
     n = len(b)
-    parts = [(rows, b.select(rows)) for rows in length_buckets(b.lengths)]
-    streams = [_streams_entering_parts(model, part, base_hooks, fixed_parts) for _, part in parts]
+    streams = _streams_entering_parts(model, b, base_hooks, fixed_parts)
+    read_tokens = b.tokens[torch.arange(n, device=device), b.lengths - 1]  # [n]
+    # Each packing's streams, fixed deltas and read tokens, gathered once.
+    packed = [(pk, {key: pk.gather(t) for key, t in streams.items()}, read_tokens[pk.rows])
+              for pk in pack(b.tokens, b.lengths)]
     out: list[dict[str, Any]] = [{} for _ in edits]
     by_start = sorted(range(len(edits)), key=lambda i: _start(edits[i][0]))
     for start, members in groupby(by_start, key=lambda i: _start(edits[i][0])):
@@ -94,33 +105,21 @@ def score_edits(
             chunk = members[first : first + group]
             copies = len(chunk)
             last = None
-            for (rows, part), stream in zip(parts, streams, strict=True):
-                m = len(part)
-                hooks = compose(base_hooks, grouped_set_hooks([edits[i] for i in chunk], m))
-                logits = _forward_from(
-                    model,
-                    part.tokens.repeat(copies, 1),  # [copies * m, T]
-                    hooks,
-                    (part.lengths - 1).repeat(copies),  # only the choice is read
-                    start,
-                    stream[start].repeat(copies, 1, 1),
-                    {("delta", *k): stream[("delta", *k)] for k in fixed_parts if k > start},
-                ).float()  # [copies * m, vocab]
+            for pk, stream, tokens in packed:
+                hooks = compose(base_hooks, grouped_set_hooks([edits[i] for i in chunk],
+                                                              len(pk.queries)))
+                fixed = {key: t for key, t in stream.items()
+                         if key[0] == "delta" and key[1:] > start}
+                logits = _forward_packed(
+                    model, pk, hooks, start, stream[start].repeat(copies, 1, 1), fixed,
+                    tokens.repeat(copies),
+                ).float()  # [copies * rows, vocab]
                 if last is None:
                     last = logits.new_empty(copies, n, logits.shape[-1])
-                last[:, rows] = logits.view(copies, m, -1)
+                last[:, pk.rows] = logits.view(copies, len(pk.rows), -1)
             for i, scored in zip(chunk, score_logits_many(last, b, calibration), strict=True):
                 out[i] = scored
     return out
-
-
-def length_buckets(lengths: Tensor, min_rows: int = 8, most: int = 4) -> list[Tensor]:
-    """The rows in up to `most` groups of similar length (each at least `min_rows` long, by
-    rank), so a group is padded to its own longest row, not the batch's: the work of a
-    forward grows with the padded length (attention with its square)."""
-    order = lengths.argsort(stable=True)
-    k = max(1, min(most, len(order) // min_rows))
-    return [rows for rows in order.tensor_split(k) if len(rows)]
 
 
 PARTS = ("attn", "mlp")
@@ -165,39 +164,69 @@ def _streams_entering_parts(
     return {key: rec.acts[point] for key, point in points.items()}
 
 
-def _forward_from(
-    model: GPT, tokens: Tensor, hooks: Mapping[str, Hook], read: Tensor,
-    start: tuple[int, int], x: Tensor, fixed: Mapping[Any, Tensor] | None = None,
+def _forward_packed(
+    model: GPT, pk: Packing, hooks: Mapping[str, Hook], start: tuple[int, int], x: Tensor,
+    fixed: Mapping[Any, Tensor], tokens: Tensor,
 ) -> Tensor:  # fmt: skip
-    """Logits [B, vocab] at positions `read` ([B]) of tokens [B, T]: `GPT.forward` with
-    `hooks` and `read_positions`, run from `start` ((layer, part), see `_start`) on the
-    residual stream x [B, T, d_model] entering it (`_streams_entering_parts`). The last
-    block's MLP runs at the read positions only (it, the final norm, the unembedding and the
-    bigram table see one position at a time). `fixed`: ("delta", layer, part) -> what that
-    later half-block adds to the stream whatever its input, [m, T, d_model] for the m rows
-    that the B = copies * m rows repeat."""
+    """Logits [copies * n, vocab] at the read positions of the n rows of packing `pk`:
+    `GPT.forward` with `hooks`, run from `start` ((layer, part), see `_start`) on the packed
+    residual stream x [copies * G, Tp, d_model] entering it. `fixed`: ("delta", layer, part)
+    -> what that later half-block adds to the stream whatever its input, packed
+    [G, Tp, d_model]. `tokens` [copies * n]: the read tokens (for the bigram table)."""
     layer, part = start
-    rows = torch.arange(len(tokens), device=tokens.device)
     final = len(model.blocks) - 1
-    fixed = fixed or {}
+    copies = len(x) // len(pk.queries)
 
-    def run(index: int, p: int, x: Tensor, module) -> Tensor:
+    def fixed_delta(index: int, p: int, read: bool) -> Tensor | None:
         delta = fixed.get(("delta", index, p))
         if delta is None:
-            return module(x, hooks)
-        copies = len(x) // len(delta)
-        delta = delta.repeat(copies, 1, 1)  # [B, T, d_model]
-        return delta if x.shape[1] == delta.shape[1] else delta[rows, read][:, None]
+            return None
+        delta = delta.repeat(copies, 1, 1)  # [B, Tp, d_model]
+        return pk.at_queries(delta) if read else delta
 
     for index in range(layer, final + 1):
         block = model.blocks[index]
         pre, mid, post = block.resid
+        read = index == final  # the last block: only the read positions go on
         if index > layer or part == 0:  # as Block.forward
             x = apply_hook(hooks, pre, x)
-            x = apply_hook(hooks, mid, x + run(index, 0, x, block.attn))
-        if index == final:
-            x = x[rows, read][:, None]  # [B, 1, d_model]
-        x = apply_hook(hooks, post, x + run(index, 1, x, block.mlp))
+            delta = fixed_delta(index, 0, read)
+            if delta is None:
+                delta = _attention(block.attn, x, hooks, pk, read)
+            x = apply_hook(hooks, mid, (pk.at_queries(x) if read else x) + delta)
+        elif read:  # the edit is in the last MLP
+            x = pk.at_queries(x)
+        delta = fixed_delta(index, 1, read)
+        x = apply_hook(hooks, post, x + (block.mlp(x, hooks) if delta is None else delta))
+    x = pk.per_row(x)[:, None]  # [copies * n, 1, d_model]
     # The model's own head (final hook, norm, unembedding, bias, bigram) on the one position.
-    return model(tokens[rows, read][:, None], hooks, read_positions=torch.zeros_like(read),
+    return model(tokens[:, None], hooks, read_positions=torch.zeros_like(tokens),
                  from_layer=final + 1, resid=x)
+
+
+def _attention(
+    attn: Attention, x: Tensor, hooks: Mapping[str, Hook], pk: Packing, read: bool
+) -> Tensor:
+    """`Attention.forward` on packed rows x [copies * G, Tp, d_model], the packing's mask in
+    place of the causal one; with `read`, the queries (and all after them) at the read
+    positions only: [B, M, d_model] (keys and values still at every position)."""
+    B, T, _ = x.shape
+    H, dh, G = attn.n_heads, attn.d_head, len(pk.queries)
+    s = attn.sites
+    a = s["act_in"](attn.norm(x), hooks)  # [B, T, d_model]
+    q = s["q"](attn.q_proj(pk.at_queries(a) if read else a), hooks)  # [B, Tq, H * dh]
+    k = s["k"](attn.k_proj(a), hooks)
+    v = s["v"](attn.v_proj(a), hooks)
+    Tq = q.shape[1]
+    q = q.view(B, Tq, H, dh).transpose(1, 2)  # [B, H, Tq, dh]
+    k, v = (t.view(B, T, H, dh).transpose(1, 2) for t in (k, v))  # [B, H, T, dh]
+    bias = pk.query_bias if read else pk.bias  # [G, 1, Tq, T]
+    # Written out rather than scaled_dot_product_attention: its masked path checks every
+    # row for all -inf (a third of its time here); its scale is the same 1 / sqrt(d_head).
+    scores = (q @ k.transpose(-1, -2)) * dh**-0.5  # [B, H, Tq, T]
+    scores = (scores.view(B // G, G, H, Tq, T) + bias).view(B, H, Tq, T)
+    if attn.sink is not None:  # as Attention.forward: one more key, logit `sink`, value zero
+        scores = torch.cat([scores, attn.sink.view(1, H, 1, 1).expand(B, H, Tq, 1)], -1)
+        v = torch.cat([v, v.new_zeros(B, H, 1, dh)], 2)
+    heads = scores.softmax(-1) @ v  # [B, H, Tq, dh]
+    return s["resid_delta"](attn.out_proj(heads.transpose(1, 2).reshape(B, Tq, H * dh)), hooks)

@@ -11,6 +11,8 @@
  * pointer, dragging pans, the toolbar zooms and fits again); by default only the strongest
  * edges are drawn (plus each node's strongest edge, so none is left unconnected), and hovering
  * a node shows all of its edges and dims everything else.
+ * Nodes with a cached explanation (`node.explanation`) show it in their tooltip; the toolbar
+ * then offers labels by explanation and a search over them (docs/autointerp.md).
  * Shared by the live app and the single-file report: no dependencies, no network.
  */
 (function () {
@@ -66,6 +68,49 @@
     }
     return s;
   }
+
+  var EXPL_CHAR_W = 5.8; // monospace 9.5px: explanation labels
+  var EXPL_CHARS = 20, EXPL_LINES = 3; // an explanation label's lines and their length
+
+  /* The tooltip's lines about a node's explanation (none when it has none). */
+  function explanationTip(ex) {
+    if (!ex) return "";
+    if (ex.status !== "ok") return "\nexplanation: none (not clearly active on held-out text)";
+    var score = ["detection " + num2(ex.detection)];
+    if (ex.correlation !== null && ex.correlation !== undefined) score.push("corr " + num2(ex.correlation));
+    if (ex.fuzzing !== null && ex.fuzzing !== undefined) score.push("fuzzing " + num2(ex.fuzzing));
+    return "\n\n" + wrapText(ex.text, 56, 6).join("\n") + "\n" + score.join(" \u00b7 ") + " \u00b7 " + ex.explainer;
+  }
+  function num2(x) { return x === null || x === undefined ? "\u2013" : x.toFixed(2); }
+  /* The phrase's main clause, for a label: "fires on `self`, strongest at ..." -> "on `self`". */
+  function shortExplanation(text) {
+    var neg = /^\(negative side\) /.test(text);
+    var s = text.replace(/^\(negative side\) /, "").replace(/^fires /, "").replace(/, strongest .*$/, "");
+    return (neg ? "\u2212 " : "") + s;
+  }
+  /* Words into at most `max` lines of `width` characters (the last one cut with an ellipsis). */
+  function wrapText(text, width, max) {
+    var lines = [], line = "";
+    String(text).split(/\s+/).forEach(function (word) {
+      while (word.length > width) { if (line) { lines.push(line); line = ""; } lines.push(word.slice(0, width)); word = word.slice(width); }
+      if (!line) line = word;
+      else if (line.length + 1 + word.length <= width) line += " " + word;
+      else { lines.push(line); line = word; }
+    });
+    if (line) lines.push(line);
+    if (lines.length > max) {
+      lines = lines.slice(0, max);
+      lines[max - 1] = lines[max - 1].slice(0, width - 1).replace(/\s+$/, "") + "\u2026";
+    }
+    return lines;
+  }
+  function escHTML(s) {
+    return String(s).replace(/[&<>"']/g, function (c) {
+      return { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c];
+    });
+  }
+  SC.explanationTip = explanationTip;
+  SC.wrapText = wrapText;
 
   function fmt(w) {
     if (w === null || w === undefined) return "(no weight)";
@@ -162,6 +207,16 @@
     // the pane afterwards, and zooming in brings the labels back to a readable size.
     var avail = Math.max(400, (container.clientWidth || 1000) - LEFT - RIGHT);
     var compact = maxCount * spacing > 1.6 * avail;  // beyond that, the fit would shrink names unreadably
+    // Labelled with explanations: room for a phrase's main clause (3 short lines) under every
+    // node, never compact; a wide circuit is then read by zooming in.
+    var explained = graph.nodes.filter(function (n) { return n.explanation && n.explanation.status === "ok"; });
+    var labelMode = opts.labels === "explanations" && explained.length ? "explanations" : "names";
+    var rowH = ROW_H;
+    if (labelMode === "explanations") {
+      spacing = Math.max(spacing, EXPL_CHARS * EXPL_CHAR_W + 16);
+      compact = false;
+      rowH = ROW_H + (EXPL_LINES - 2) * 10;
+    }
     if (compact) {
       var maxIdx = 3;
       graph.nodes.forEach(function (n) { maxIdx = Math.max(maxIdx, String(n.index).length); });
@@ -187,7 +242,7 @@
     // y of every row
     var y = TOP;
     rows.forEach(function (r) {
-      var h = r.kind === "row" ? ROW_H : r.kind === "empty" ? EMPTY_H : END_H;
+      var h = r.kind === "row" ? rowH : r.kind === "empty" ? EMPTY_H : END_H;
       r.top = y; r.height = h; r.y = y + h / 2 - (r.kind === "row" ? 6 : 0);
       y += h;
     });
@@ -349,6 +404,7 @@
     // nodes
     var gn = el("g", { class: "nodes" }, vp);
     var nodeEls = {};
+    var labelEls = [];  // {el, node, name, x}: the label toggle rewrites them
     function focus(name, on) {
       svg.classList.toggle("focus", on);
       nodeEls[name].classList.toggle("hl", on);
@@ -384,8 +440,10 @@
         shape(g, n.kind, p.x, p.y, 8);
         var t = el("text", { x: p.x, y: p.y + 23, "text-anchor": "middle", class: "node-label" }, g);
         t.textContent = label;
+        labelEls.push({ el: t, node: n, name: label, x: p.x });
         var tip = n.name + "\n" + (KINDS[n.kind] ? KINDS[n.kind].title : n.kind) +
-          (n.head !== undefined ? "   head " + n.head + ", channel " + n.channel : "");
+          (n.head !== undefined ? "   head " + n.head + ", channel " + n.channel : "") +
+          explanationTip(n.explanation);
         // A click hides the tooltip: the panel it opens is the answer, and a tooltip left
         // standing would cover the neighbouring nodes.
         g.addEventListener("click", function () { tooltip.hide(); if (opts.onSelect) opts.onSelect(n.name); });
@@ -416,7 +474,7 @@
     function fit() {
       var W = container.clientWidth, H = container.clientHeight, m = 8;
       if (!W || !H || !svg.isConnected) return;  // hidden, or replaced by another circuit
-      var top = TOOLBAR_H;
+      var top = Math.max(TOOLBAR_H, bar.offsetHeight + 4);  // a narrow pane wraps the toolbar
       var s = Math.min((W - 2 * m) / width, (H - top - m) / height, 1.25);
       view = { s: s, x: (W - width * s) / 2, y: top + Math.max(0, (H - top - m - height * s) / 2) };
       fitted = { s: s };
@@ -471,11 +529,16 @@
 
     // ------------------------------------------------------------ toolbar
     var bar = document.createElement("div");
-    bar.className = "graph-tools";
+    bar.className = "graph-tools" + (explained.length ? " has-explanations" : "");
     var nCircuit = allEdges.filter(function (a) { return a.type === "edge"; }).length;
     var limits = EDGE_LIMITS.filter(function (n) { return n < nCircuit; });
     var defaultLimit = limits.length ? limits.filter(function (n) { return n >= Math.min(graph.nodes.length, 100); })[0] || limits[limits.length - 1] : null;
-    bar.innerHTML =
+    bar.innerHTML = (explained.length ?
+      '<label title="Label nodes with their names or with their cached explanations (sparsecircuits explain)">labels ' +
+      '<select class="label-mode"><option value="names">names</option><option value="explanations">explanations</option></select></label>' +
+      '<input class="explain-search" type="search" spellcheck="false" placeholder="search explanations" ' +
+      'title="Highlight the nodes whose explanation contains this text (' + explained.length + " of " + graph.nodes.length +
+      ' nodes have one)">' : "") +
       '<label title="Which circuit edges are drawn; hover a node to see all of its edges">edges ' +
       '<select class="edge-limit">' + limits.map(function (n) {
         return '<option value="' + n + '"' + (n === defaultLimit ? " selected" : "") + ">strongest " + n + " + each node's strongest</option>";
@@ -505,6 +568,67 @@
     limitSel.addEventListener("change", function () { limitEdges(this.value === "all" ? null : +this.value); });
     limitEdges(defaultLimit);
 
+    // ------------------------------------------------------------ explanations
+    function setLabels(mode) {
+      var chars = Math.max(6, Math.floor((spacing - 8) / EXPL_CHAR_W));
+      labelEls.forEach(function (L) {
+        var ex = L.node.explanation, show = mode === "explanations" && ex && ex.status === "ok";
+        while (L.el.firstChild) L.el.removeChild(L.el.firstChild);
+        L.el.classList.toggle("expl-label", !!show);
+        L.el.classList.toggle("no-expl", mode === "explanations" && !show);
+        if (!show) { L.el.textContent = L.name; return; }
+        wrapText(shortExplanation(ex.text), chars, EXPL_LINES).forEach(function (line, i) {
+          el("tspan", { x: L.x, dy: i ? 10 : 0 }, L.el).textContent = line;
+        });
+      });
+      svg.setAttribute("data-labels", mode);
+    }
+    var results = null;
+    function search(query) {
+      var q = query.trim().toLowerCase();
+      var hits = q ? explained.filter(function (n) { return n.explanation.text.toLowerCase().indexOf(q) >= 0; }) : [];
+      svg.classList.toggle("searching", !!q);
+      Object.keys(nodeEls).forEach(function (k) { nodeEls[k].classList.remove("search-hit"); });
+      hits.forEach(function (n) { nodeEls[n.name].classList.add("search-hit"); });
+      if (!q) { if (results) results.hidden = true; return hits; }
+      if (!results) {
+        results = document.createElement("div");
+        results.className = "search-results";
+        container.appendChild(results);
+      }
+      results.hidden = false;
+      results.style.top = bar.offsetHeight + 2 + "px";
+      results.innerHTML = '<div class="search-head">' + hits.length + " node" + (hits.length === 1 ? "" : "s") +
+        " whose explanation contains \u201c" + escHTML(query.trim()) + '\u201d<button type="button" class="search-close" title="clear the search">\u00d7</button></div>' +
+        hits.map(function (n) {
+          return '<div class="search-hit-item" data-node="' + escHTML(n.name) + '"><code>' + escHTML(n.name) + "</code> " +
+            escHTML(n.explanation.text) + "</div>";
+        }).join("");
+      results.querySelector(".search-close").addEventListener("click", function () {
+        bar.querySelector(".explain-search").value = "";
+        search("");
+      });
+      results.querySelectorAll(".search-hit-item").forEach(function (item) {
+        item.addEventListener("click", function () { if (opts.onSelect) opts.onSelect(item.dataset.node); });
+      });
+      return hits;
+    }
+    var self = opts.handle || {};
+    var selected = opts.selected || null;
+    /* Draw the graph again laid out for the other labels, keeping selection and search; the
+     * object the caller holds stays valid (its methods now act on the new drawing). */
+    function relayout(mode) {
+      var query = bar.querySelector(".explain-search").value;
+      SC.renderGraph(container, graph, Object.assign({}, opts, { labels: mode, handle: self, selected: selected, query: query }));
+    }
+    if (explained.length) {
+      bar.querySelector(".label-mode").value = labelMode;
+      bar.querySelector(".label-mode").addEventListener("change", function () { relayout(this.value); });
+      bar.querySelector(".explain-search").addEventListener("input", function () { search(this.value); });
+      setLabels(labelMode);
+      if (opts.query) { bar.querySelector(".explain-search").value = opts.query; search(opts.query); }
+    }
+
     fit();
     var observer = null;
     if (window.ResizeObserver) {  // a pane that changes size refits, unless the user has moved
@@ -513,17 +637,23 @@
     }
     container._scCleanup = function () { if (observer) observer.disconnect(); container.classList.remove("graph-host"); };
 
-    return {
-      select: function (name) {
-        Object.keys(nodeEls).forEach(function (k) { nodeEls[k].classList.toggle("selected", k === name); });
-      },
+    function select(name) {
+      selected = name;
+      Object.keys(nodeEls).forEach(function (k) { nodeEls[k].classList.toggle("selected", k === name); });
+    }
+    if (selected) select(selected);
+    return Object.assign(self, {
+      select: select,
+      labels: function () { return labelMode; },
       fit: fit,
       zoom: centre,
       view: function () { return { scale: view.s, x: view.x, y: view.y, fitted: fitted.s }; },
       limitEdges: limitEdges,
+      setLabels: function (mode) { if (mode !== labelMode) relayout(mode); },
+      search: search,
       positions: pos,
       size: { width: width, height: height },
-    };
+    });
   };
 
   SC.legendHTML = function () {

@@ -59,7 +59,7 @@
     var c = p.corpus;
     var hist = SC.histogramSVG(c.histogram).replace("(AbsTopK)", "(TopK: the latent is off)");
     var html = '<div class="node-head"><span class="node-name">latent ' + p.latent + '</span><span class="badge">' + esc(p.sae) + "</span></div>" +
-      '<p class="meta">' + esc(p.sae_summary) + " \u00b7 model " + esc(p.model) + "</p>" + actionsHTML(p) +
+      SC.explanationHTML(p.explanation) + '<p class="meta">' + esc(p.sae_summary) + " \u00b7 model " + esc(p.model) + "</p>" + actionsHTML(p) +
       '<p class="stats">max <b class="latent-max">' + num(p.max, 3) + "</b> \u00b7 fires on " + num(100 * c.active_fraction, 2) +
       "% of " + c.tokens + " pretraining tokens (" + c.windows + " val windows) \u00b7 mean " + num(c.mean) + "</p>" +
       "<h3>Activation histogram</h3>" + hist +
@@ -145,7 +145,9 @@
     $("latent-form").remove();
     $("latent-list").innerHTML = '<p class="note">' + esc(data.summary) + " \u00b7 latents chosen by " + esc(data.chosen_by) + ":</p>" +
       '<div class="latent-picks">' + data.order.map(function (i) {
-        return '<button type="button" data-latent="' + i + '">' + i + "</button>";
+        var ex = (data.panels[String(i)] || {}).explanation;
+        var tip = ex && ex.status === "ok" ? ' title="' + esc(ex.text + " (detection " + num(ex.detection, 2) + ")") + '"' : "";
+        return '<button type="button" data-latent="' + i + '"' + tip + ">" + i + "</button>";
       }).join(" ") + "</div>";
     $("latent-list").querySelectorAll("button").forEach(function (b) {
       b.addEventListener("click", function () { open(data.sae, parseInt(b.dataset.latent, 10)); });

@@ -199,6 +199,24 @@
       "</div>";
   }
 
+  /* A unit's cached explanation and its score under its name (nothing when it has none). */
+  function explanationHTML(ex) {
+    if (!ex) return "";
+    if (ex.status !== "ok") {
+      return '<p class="explanation expl-none">no explanation: not clearly active on held-out text (' + esc(ex.explainer) + ")</p>";
+    }
+    var text = esc(ex.text).replace(/`([^`]+)`/g, "<code>$1</code>");
+    var good = typeof ex.detection === "number" && ex.detection >= 0.8;
+    var parts = ['<span class="expl-det' + (good ? " good" : "") + '" title="detection: balanced accuracy of telling held-out ' +
+      'contexts where the unit fires from ones where it does not, using the explanation (0.5 = chance)">detection ' + num(ex.detection, 2) + "</span>"];
+    if (ex.correlation !== null && ex.correlation !== undefined) {
+      parts.push('<span title="correlation of the explanation with the activation on held-out tokens">corr ' + num(ex.correlation, 2) + "</span>");
+    }
+    if (ex.fuzzing !== null && ex.fuzzing !== undefined) parts.push("<span>fuzzing " + num(ex.fuzzing, 2) + "</span>");
+    parts.push('<span class="expl-by">' + esc(ex.explainer) + "</span>");
+    return '<p class="explanation"><span class="expl-text">' + text + '</span><span class="expl-score">' + parts.join(" \u00b7 ") + "</span></p>";
+  }
+
   function circuitMetaHTML(p) {
     var m = p.circuit_meta;
     if (!m) return "";
@@ -213,7 +231,7 @@
     var c = p.corpus;
     var where = p.head !== undefined ? " \u00b7 head " + p.head + ", channel " + p.channel : "";
     var html = '<div class="node-head"><span class="node-name">' + esc(p.name) + '</span><span class="badge badge-' + p.kind + '">' +
-      esc(p.kind.replace("_", " ")) + "</span></div>" +
+      esc(p.kind.replace("_", " ")) + "</span></div>" + explanationHTML(p.explanation) +
       '<p class="meta">layer ' + p.layer + " \u00b7 " + esc(p.location) + where + "</p>" + circuitMetaHTML(p) + actionsHTML(p) +
       '<p id="node-effect" class="node-effect"></p>' +
       '<p class="stats">mean <b class="node-mean">' + num(c.mean) + "</b> over " + c.tokens + " pretraining tokens (" + c.windows +
@@ -585,7 +603,7 @@
   // Shared with latents.js: a latent page renders snippets, charts and results as a node's.
   Object.assign(SC, {
     api: api, esc: esc, num: num, status: status, tokCode: tokCode, tokensHTML: tokensHTML,
-    histogramSVG: histogramSVG, snippetsHTML: snippetsHTML, taskHTML: taskHTML, logitHTML: logitHTML,
+    histogramSVG: histogramSVG, snippetsHTML: snippetsHTML, explanationHTML: explanationHTML, taskHTML: taskHTML, logitHTML: logitHTML,
     renderResult: renderResult, STATIC: STATIC, state: S,
   });
 

@@ -13,8 +13,8 @@ from sparsecircuits.circuits.circuit_file import load_circuit
 from sparsecircuits.circuits.cli import register
 from sparsecircuits.circuits.evaluate_circuit import evaluate_circuit
 from sparsecircuits.errors import CircuitError, TaskError
+from tests.bracket_task import WORDS
 
-WORDS = ("alpha", "beta", "gamma", "delta", "value", "name", "data", "item", "self", "key")
 QUICK = ["--steps", "6", "--set", "batch_size=16", "--set", "mean_windows=4", "--no-progress"]
 
 

@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import json
-import random
 
 import pytest
 from typer.testing import CliRunner
 
 from sparsecircuits import cli
 from sparsecircuits.checkpoint import load_checkpoint
-from sparsecircuits.tasks.base import TaskExample
-from sparsecircuits.tasks.encoding import ExampleChecker
+from tests.bracket_task import write_bracket_task
 from tests.conftest import TEST_CORPUS
-
-WORDS = ("alpha", "beta", "gamma", "delta", "value", "name", "data", "item", "self", "key")
 
 
 def _run(*args) -> str:
@@ -25,21 +21,6 @@ def _run(*args) -> str:
     return r.output
 
 
-def _bracket_task(tokenizer, path):
-    """Close `f(...` with `)` and `f[...` with `]`, in the imported tokenizer."""
-    checker, rng, lines = ExampleChecker(tokenizer), random.Random(0), []
-    while len(lines) < 64:
-        body = " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 3)))
-        opener = rng.choice("([")
-        correct, wrong = (")", "]") if opener == "(" else ("]", ")")
-        ex = TaskExample(f"x = f{opener}{body}", correct, wrong)
-        if checker.offending_candidates(ex) or checker.boundary_failures([ex])[0]:
-            continue
-        lines.append(json.dumps({"context": ex.context, "correct": correct, "wrong": wrong}))
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
 @pytest.mark.slow
 def test_import_eval_prune_report(make_model_dir, data_cache, tmp_path):
     model_dir, _, _ = make_model_dir(block_size=32)
@@ -47,7 +28,8 @@ def test_import_eval_prune_report(make_model_dir, data_cache, tmp_path):
     text = _run("import-openai", model_dir, "--out", out,
                 "--set", f"data.sources=[{TEST_CORPUS}]", "--set", f"data.cache_dir={data_cache}")
     assert "checkpoint:" in text
-    task = _bracket_task(load_checkpoint(out).tokenizer, tmp_path / "bracket.jsonl")
+    task = write_bracket_task(load_checkpoint(out).tokenizer, tmp_path / "bracket.jsonl", n=64,
+                              max_words=3)
 
     evaluated = _run("tasks", "eval", out, "--tasks", task, "--json", tmp_path / "eval.json")
     assert "bracket" in evaluated and (tmp_path / "eval.json").is_file()

@@ -49,11 +49,10 @@ def workspace(artifacts, pruned, handmade) -> Workspace:
 
 
 @contextmanager
-def serving(workspace):
+def serving(app):
     """The app on a free 127.0.0.1 port, in a background thread."""
     port = _free_port()
-    srv = uvicorn.Server(uvicorn.Config(create_app(workspace), host="127.0.0.1", port=port,
-                                        log_level="warning"))
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -69,7 +68,7 @@ def serving(workspace):
 
 @pytest.fixture(scope="module")
 def server(workspace):
-    with serving(workspace) as url:
+    with serving(create_app(workspace)) as url:
         yield url
 
 
@@ -83,7 +82,7 @@ def big_server(tiny_checkpoint, tmp_path_factory):
     root = tmp_path_factory.mktemp("big-artifacts")
     shutil.copytree(tiny_checkpoint, root / "runs" / "tiny" / "checkpoint")
     big_circuit(root / "runs" / "tiny" / "checkpoint", TASK, root / "circuits" / "big")
-    with serving(Workspace(root, StatsConfig(windows=8, top_k=4))) as url:
+    with serving(create_app(Workspace(root, StatsConfig(windows=8, top_k=4)))) as url:
         yield url
 
 

@@ -16,9 +16,8 @@ from sparsecircuits.viewer.explanations import ExplanationSource
 from sparsecircuits.viewer.node_stats import StatsConfig
 from sparsecircuits.viewer.report import write_report
 from sparsecircuits.viewer.workspace import Workspace
-from tests.viewer.test_browser import browser, page  # noqa: F401 - fixtures
+from tests.viewer.test_browser import browser, page, serving  # noqa: F401 - fixtures
 from tests.viewer.test_explanations import ok, write_cache
-from tests.viewer.test_latents_browser import serving
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

@@ -6,19 +6,14 @@ go to test-artifacts/.
 
 from __future__ import annotations
 
-import threading
-import time
-from contextlib import contextmanager
-
 import pytest
-import uvicorn
 
 from sparsecircuits.viewer.app import create_app
 from sparsecircuits.viewer.latents import LatentSource
 from sparsecircuits.viewer.node_stats import StatsConfig
 from sparsecircuits.viewer.report import write_report
 from sparsecircuits.viewer.workspace import Workspace
-from tests.viewer.test_browser import _free_port, browser, page  # noqa: F401 - fixtures
+from tests.viewer.test_browser import browser, page, serving  # noqa: F401 - fixtures
 from tests.viewer.test_latents import train_tiny_sae
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -27,23 +22,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 @pytest.fixture(scope="module")
 def sae_dir(tiny_checkpoint, tmp_path_factory):
     return train_tiny_sae(tiny_checkpoint, tmp_path_factory.mktemp("sae") / "tiny-sae")
-
-
-@contextmanager
-def serving(app):
-    port = _free_port()
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not srv.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        srv.should_exit = True
-        thread.join(timeout=10)
 
 
 @pytest.fixture(scope="module")

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from sparsecircuits.circuits.cli_options import (
+    CircuitArg,
+    DeviceOpt,
+    JsonOpt,
+    MeansCacheOpt,
+    ModelOpt,
+    SplitOpt,
+)
 from sparsecircuits.config import check_device_name
 from sparsecircuits.errors import CircuitError
 from sparsecircuits.fileformat import write_json
@@ -24,17 +31,13 @@ hold, the strength ranked by: at the quote, at the read position, or the larger 
 
 
 def describe_command(
-    circuit: Annotated[Path, typer.Argument(help="circuit.json, or the directory holding it.")],
+    circuit: CircuitArg,
     task: Annotated[
         str | None,
         typer.Option(help="A quote task's name or .jsonl (default: the circuit's own task)."),
     ] = None,
-    split: Annotated[
-        str, typer.Option(help="train, val, test, or all (the three together).")
-    ] = "all",
-    model: Annotated[
-        Path | None, typer.Option(help="The checkpoint (default: the one circuit.json names).")
-    ] = None,
+    split: SplitOpt = "all",
+    model: ModelOpt = None,
     top: Annotated[int, typer.Option(help="Nodes listed per table.", min=1)] = 8,
     explain: Annotated[
         bool,
@@ -43,14 +46,9 @@ def describe_command(
             "(reads the model's val data; cached)."
         ),
     ] = False,  # fmt: skip
-    json_out: Annotated[
-        Path | None, typer.Option("--json", help="Also write the results as JSON.")
-    ] = None,
-    cache_dir: Annotated[
-        Path | None,
-        typer.Option(help="Cache of ablation means, for circuits without saved means."),
-    ] = None,
-    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    json_out: JsonOpt = None,
+    cache_dir: MeansCacheOpt = None,
+    device: DeviceOpt = "cpu",
 ) -> None:
     """What a quote-closing circuit's nodes do, against the paper's mechanism: quote-type
     channels, a layer-0 detector/classifier MLP, one head that finds the opening quote and

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from sparsecircuits.circuits.cli_options import (
+    CircuitArg,
+    DeviceOpt,
+    JsonOpt,
+    MeansCacheOpt,
+    ModelOpt,
+    SplitOpt,
+)
 from sparsecircuits.circuits.describe_cli import describe_command
 from sparsecircuits.config import check_device_name
 from sparsecircuits.errors import CircuitError
@@ -23,26 +30,13 @@ app.command("describe")(describe_command)
 
 @app.command("eval")
 def eval_command(
-    circuit: Annotated[Path, typer.Argument(help="circuit.json, or the directory holding it.")],
+    circuit: CircuitArg,
     task: Annotated[str, typer.Option(help="Task name, or a path ending in .jsonl.")],
-    split: Annotated[
-        str, typer.Option(help="train, val, test, or all (the three together).")
-    ] = "test",
-    model: Annotated[
-        Path | None,
-        typer.Option(
-            help="The checkpoint (default: the one circuit.json names; its weights "
-            "must be the ones the circuit was found in)."
-        ),
-    ] = None,  # fmt: skip
-    json_out: Annotated[
-        Path | None, typer.Option("--json", help="Also write the results as JSON.")
-    ] = None,
-    cache_dir: Annotated[
-        Path | None,
-        typer.Option(help="Cache of ablation means, for circuits without saved means."),
-    ] = None,
-    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    split: SplitOpt = "test",
+    model: ModelOpt = None,
+    json_out: JsonOpt = None,
+    cache_dir: MeansCacheOpt = None,
+    device: DeviceOpt = "cpu",
 ) -> None:
     """The full model, the circuit alone (calibrated as stored) and the model without the
     circuit on a task's split: both losses and accuracy (docs/usage.md)."""

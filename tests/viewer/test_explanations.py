@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +22,7 @@ from sparsecircuits.autointerp.corpus import ExplainConfig
 from sparsecircuits.checkpoint import load_checkpoint
 from sparsecircuits.sae.sae_file import load_sae
 from sparsecircuits.viewer.app import create_app
-from sparsecircuits.viewer.explanations import ExplanationSource, latent_unit
+from sparsecircuits.viewer.explanations import MAX_QUERY_CHARS, ExplanationSource, latent_unit
 from sparsecircuits.viewer.latents import LatentSource
 from sparsecircuits.viewer.node_stats import StatsConfig
 from sparsecircuits.viewer.report import report_data
@@ -155,6 +156,88 @@ def test_a_latent_page_carries_its_latents_explanation(artifacts, sae_dir, model
     assert page["explanation"]["text"] == "fires on `def`"
     other = client.get("/api/latent", params={"sae": "tiny-sae", "latent": 4}).json()
     assert other["latent"] == 4 and "explanation" not in other
+
+
+LATENT_PHRASES = ["fires just before a closing quote", "fires inside a Double-Quoted string",
+                  "fires on `self`", "(negative side) fires on line breaks"]
+
+
+def explain_latents(cache_dir: Path, sae_dir: Path, model_hash: str) -> dict[int, dict]:
+    """A cached result for every latent of the SAE (every 8th never active, the others one of
+    LATENT_PHRASES with a seeded random detection), plus a node and a latent of another SAE
+    that say "quote" too: {latent: result}."""
+    sae = load_sae(sae_dir)
+    sae_hash = ExplanationSource(cache_dir).sae_hash(sae)
+    rng = random.Random(0)
+    results = {i: ok(LATENT_PHRASES[i % 4], round(rng.uniform(0.5, 1), 3)) if i % 8 != 7
+               else INACTIVE for i in range(sae.sae.d_sae)}  # fmt: skip
+    others = {"1.resid_mid.3": ok("fires on a closing quote", 0.99),
+              latent_unit("0" * 12, 2): ok("fires on a closing quote", 0.99)}  # fmt: skip
+    write_cache(cache_dir, model_hash,
+                {**{latent_unit(sae_hash, i): r for i, r in results.items()}, **others})
+    return results
+
+
+def ranked(results: dict[int, dict], query: str) -> list[int]:
+    """The latents whose explanation contains the query, ignoring case, best detection first."""
+    found = [i for i, r in results.items()
+             if r["status"] == "ok" and query.lower() in r["explanation"].lower()]  # fmt: skip
+    return sorted(found, key=lambda i: (-results[i]["detection"], i))
+
+
+@pytest.fixture(scope="module")
+def searched(artifacts, sae_dir, model_hash, tmp_path_factory):
+    cache = tmp_path_factory.mktemp("latent-explanations")
+    results = explain_latents(cache, sae_dir, model_hash)
+    app = create_app(Workspace(artifacts, StatsConfig(windows=8, top_k=3)),
+                     latents=LatentSource([sae_dir]),
+                     explanations=ExplanationSource(cache))  # fmt: skip
+    client = TestClient(app, base_url="http://127.0.0.1")
+
+    def search(q: str, sae: str = "tiny-sae"):
+        return client.get("/api/latent/search", params={"sae": sae, "q": q})
+
+    return search, results
+
+
+def test_latent_search_lists_matching_latents_best_first_capped(searched):
+    search, results = searched
+    r = search("  QUOTE ")
+    assert r.status_code == 200
+    found = r.json()
+    want = ranked(results, "quote")
+    assert len(want) > len(found["hits"]) > 0  # more latents match than are listed
+    assert found["total"] == len(want)
+    assert found["explained"] == sum(r["status"] == "ok" for r in results.values())
+    assert [h["latent"] for h in found["hits"]] == want[: len(found["hits"])]
+    best = results[want[0]]
+    assert found["hits"][0] == {
+        "latent": want[0], "status": "ok", "text": best["explanation"], "explainer": "offline",
+        "detection": best["detection"], "correlation": 0.5, "fuzzing": None,
+    }  # fmt: skip
+    few = search("double-quoted").json()  # the cache says "Double-Quoted"
+    assert [h["latent"] for h in few["hits"]] == ranked(results, "double-quoted")
+
+
+def test_latent_search_without_a_hit_is_an_empty_list(searched):
+    search, results = searched
+    found = search("closing brace").json()
+    assert found["total"] == 0 and found["hits"] == []
+    assert found["explained"] == sum(r["status"] == "ok" for r in results.values())
+
+
+@pytest.mark.parametrize(("q", "sae", "status", "says"), [
+    ("", "tiny-sae", 400, "query is empty"),
+    ("   ", "tiny-sae", 400, "query is empty"),
+    ("x" * (MAX_QUERY_CHARS + 1), "tiny-sae", 400, f"at most {MAX_QUERY_CHARS}"),
+    ("quote", "no-such-sae", 404, "unknown SAE 'no-such-sae'"),
+])  # fmt: skip
+def test_latent_search_refuses_bad_queries_and_unknown_saes(searched, q, sae, status, says):
+    search, _ = searched
+    r = search(q, sae)
+    assert r.status_code == status
+    message = r.json()["error"]
+    assert says in message and "\n" not in message
 
 
 def test_report_data_carries_cached_explanations_on_graph_and_panels(handmade, model_hash,

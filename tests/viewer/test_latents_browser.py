@@ -1,19 +1,23 @@
 """The latent page in real headless Chromium: live (`serve --sae`) and in a report (`--sae`).
 
 Chromium and Playwright as in test_browser.py (whose browser fixtures are reused); screenshots
-go to test-artifacts/.
+go to test-artifacts/. The live viewer reads an explanation cache written with the real
+`ExplanationCache` (test_explanations.explain_latents).
 """
 
 from __future__ import annotations
 
 import pytest
 
+from sparsecircuits.checkpoint import load_checkpoint
 from sparsecircuits.viewer.app import create_app
+from sparsecircuits.viewer.explanations import ExplanationSource
 from sparsecircuits.viewer.latents import LatentSource
 from sparsecircuits.viewer.node_stats import StatsConfig
 from sparsecircuits.viewer.report import write_report
 from sparsecircuits.viewer.workspace import Workspace
 from tests.viewer.test_browser import browser, page, serving  # noqa: F401 - fixtures
+from tests.viewer.test_explanations import explain_latents, ranked
 from tests.viewer.test_latents import train_tiny_sae
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -25,9 +29,18 @@ def sae_dir(tiny_checkpoint, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def server(artifacts, sae_dir):
+def explained(sae_dir, tiny_checkpoint, tmp_path_factory):
+    """The explain cache the viewer reads, and what it holds: {latent: result}."""
+    cache = tmp_path_factory.mktemp("explanations")
+    return cache, explain_latents(cache, sae_dir, load_checkpoint(tiny_checkpoint).content_hash)
+
+
+@pytest.fixture(scope="module")
+def server(artifacts, sae_dir, explained):
     ws = Workspace(artifacts, StatsConfig(windows=8, top_k=5))
-    with serving(create_app(ws, latents=LatentSource([sae_dir]))) as url:
+    app = create_app(ws, latents=LatentSource([sae_dir]),
+                     explanations=ExplanationSource(explained[0]))  # fmt: skip
+    with serving(app) as url:
         yield url
 
 
@@ -66,6 +79,34 @@ def test_live_latent_page_renders_snippets_and_intervenes(server, page, test_art
     assert not page.errors, page.errors
 
 
+def test_live_latent_search_lists_latents_by_explanation_and_opens_one(
+    server, explained, page, test_artifacts  # noqa: F811
+):
+    results = explained[1]
+    want = ranked(results, "closing quote")
+    assert want
+    page.goto(server)
+    page.wait_for_selector("#latent-panel:not([hidden])")
+    page.locator("#latent-search").fill("Closing QUOTE")
+    page.wait_for_selector("#latent-search-results .search-hit-item")
+    head = page.locator("#latent-search-results .search-head").inner_text()
+    assert head.startswith(f"{len(want)} latents whose explanation contains"), head
+    hits = page.locator("#latent-search-results .search-hit-item")
+    assert [int(h) for h in hits.evaluate_all("es => es.map(e => e.dataset.latent)")] == want
+    assert "fires just before a closing quote" in hits.first.inner_text()
+    hits.first.click()
+    page.wait_for_selector("#latent-body .snippet", timeout=60_000)
+    assert page.locator("#latent-body .node-name").inner_text() == f"latent {want[0]}"
+    assert results[want[0]]["explanation"] in page.locator("#latent-body .explanation").inner_text()
+    page.locator("#latent-panel").scroll_into_view_if_needed()
+    page.screenshot(path=str(test_artifacts / "viewer-latent-search.png"))
+    page.locator("#latent-search").fill("no such phrase")
+    page.wait_for_function(
+        "() => !document.querySelector('#latent-search-results .search-hit-item')")
+    assert page.locator("#latent-search-results .search-head").inner_text().startswith("0 latents")
+    assert not page.errors, page.errors
+
+
 def test_report_with_sae_shows_latent_pages_from_a_file(handmade, sae_dir, page, tmp_path,  # noqa: F811
                                                         test_artifacts):
     out = write_report(handmade, tmp_path / "r.html", stats=StatsConfig(windows=8, top_k=4),
@@ -74,6 +115,7 @@ def test_report_with_sae_shows_latent_pages_from_a_file(handmade, sae_dir, page,
     page.wait_for_selector("#latent-body .snippet", timeout=30_000)
     picks = page.locator("#latent-list button")
     assert picks.count() >= 2
+    assert page.locator("#latent-search").count() == 0  # the search is live only
     picks.nth(1).click()
     shown = page.locator("#latent-body .node-name").inner_text()
     assert shown == f"latent {picks.nth(1).inner_text()}"

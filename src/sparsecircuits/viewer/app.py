@@ -18,6 +18,9 @@ Routes (every model / circuit is named by its path relative to the artifacts dir
     GET  /api/latent?sae=&latent=&model=|circuit=&task=&n=
                                 latent page (viewer/latents.py); without model or circuit, the
                                 model under the artifacts directory with the SAE's content hash
+    GET  /api/latent/search?sae=&q=
+                                the SAE's latents whose cached explanation contains q (any
+                                case), best detection first: {query, explained, total, hits}
     POST /api/latent/intervene  {sae, latent, op, value, task, n, model?} -> task metrics
     POST /api/latent/steer      {sae, latent, op, value, prompt, tokens, model?} -> generations
 
@@ -55,6 +58,7 @@ from sparsecircuits.viewer.explanations import (
     attach_to_graph,
     attach_to_panel,
     latent_unit,
+    search_latents,
 )
 from sparsecircuits.viewer.guards import BodyLimit, HostCheck, allowed_hosts
 from sparsecircuits.viewer.interventions import needs_means, parse_interventions
@@ -318,6 +322,14 @@ def create_app(
             unit = latent_unit(explained.sae_hash(saes.get(sae)), latent)
             attach_to_panel(panel, explained.table(handle.content_hash), unit)
             return panel
+
+    @app.get("/api/latent/search")
+    def latent_search(sae: str = Query(max_length=200), q: str = Query()) -> dict[str, Any]:
+        # Only the explain cache is read (no model), so a search need not wait for ws.lock.
+        handle = saes.get(sae)
+        table = explained.table(handle.meta["model"]["content_hash"])
+        found = search_latents(table, explained.sae_hash(handle), handle.sae.d_sae, q)
+        return {"sae": sae, **found}
 
     @app.post("/api/latent/intervene")
     def latent_intervene(body: LatentInterveneBody) -> dict[str, Any]:

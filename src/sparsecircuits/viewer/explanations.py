@@ -2,7 +2,8 @@
 
 The viewer and the report show, next to a node's or an SAE latent's name, the explanation and
 score `sparsecircuits explain` cached for it (`autointerp.cache`, keyed by the model's content
-hash): on the graph's nodes (tooltip, label, search), in the node panel and on the latent page.
+hash): on the graph's nodes (tooltip, label, search), in the node panel and on the latent page,
+whose search lists an SAE's latents by explanation (`search_latents`).
 A unit without a cached result gets no `explanation` key at all, so nothing is shown for it.
 
     {"status": "ok", "text": "fires on ...", "detection": 0.87, "correlation": 0.61,
@@ -25,12 +26,16 @@ from typing import Any
 from sparsecircuits.autointerp.cache import cache_files, cached_units
 from sparsecircuits.autointerp.corpus import ExplainConfig
 from sparsecircuits.checkpoint import Loaded
+from sparsecircuits.errors import SparseCircuitsError
 from sparsecircuits.sae.sae_file import SAEHandle
 
 log = logging.getLogger(__name__)
 
 SHOWN = ("ok", "inactive")
 """Statuses the viewer shows (a failed LLM call is for `explain` to retry, not to show)."""
+MAX_QUERY_CHARS = 200
+MAX_SEARCH_HITS = 50
+"""Latents a search lists at most, best first (the total is reported too)."""
 
 
 def explainer_label(settings: Any) -> str:
@@ -67,6 +72,29 @@ def _score(x: Any) -> float | None:
 def latent_unit(sae_hash: str, latent: int) -> str:
     """The explain cache's name of an SAE latent (`autointerp.units`)."""
     return f"sae.{sae_hash}.{latent}"
+
+
+def search_latents(table: dict[str, dict[str, Any]], sae_hash: str, d_sae: int, query: str,
+                   limit: int = MAX_SEARCH_HITS) -> dict[str, Any]:  # fmt: skip
+    """The SAE's latents whose shown explanation (in `table`) contains `query`, ignoring case,
+    best detection first (ties: lower index): {"query", "explained" (latents with an
+    explanation), "total" (hits), "hits": up to `limit` of {"latent", **shown explanation}}."""
+    query = query.strip()
+    if not query:
+        raise SparseCircuitsError("search for some text: the query is empty")
+    if len(query) > MAX_QUERY_CHARS:
+        raise SparseCircuitsError(f"the query is {len(query)} characters long; at most "
+                                  f"{MAX_QUERY_CHARS} are searched for")  # fmt: skip
+    needle, explained, hits = query.lower(), 0, []
+    for i in range(d_sae):
+        shown = table.get(latent_unit(sae_hash, i))
+        if shown is None or shown["status"] != "ok":
+            continue
+        explained += 1
+        if needle in shown["text"].lower():
+            hits.append({"latent": i, **shown})
+    hits.sort(key=lambda h: (h["detection"] is None, -(h["detection"] or 0.0), h["latent"]))
+    return {"query": query, "explained": explained, "total": len(hits), "hits": hits[:limit]}
 
 
 @dataclass

@@ -2,8 +2,9 @@
  * classes) with interventions (zero, scale, clamp, clamp to x times its max) on the task and
  * on generation. Loaded after viewer.js, whose renderers it reuses (window.SC).
  *
- * Live mode (`sparsecircuits serve --sae DIR`): GET api/saes, api/latent; POST
- * api/latent/intervene, api/latent/steer. Static mode (`sparsecircuits report --sae DIR`):
+ * Live mode (`sparsecircuits serve --sae DIR`): GET api/saes, api/latent, api/latent/search
+ * (the search box: latents by cached explanation); POST api/latent/intervene,
+ * api/latent/steer. Static mode (`sparsecircuits report --sae DIR`):
  * the report's JSON holds `latents` (pages of a few latents, each zeroed and clamped to 2x its
  * max on the task), and the page shows those only.
  */
@@ -138,6 +139,34 @@
     });
   }
 
+  /* Live: list the chosen SAE's latents whose cached explanation contains the text, as the
+   * graph's search lists nodes; clicking one opens its page. A newer query wins. */
+  var searchSeq = 0, searchTimer = null;
+  function search(query) {
+    var box = $("latent-search-results"), sae = $("pick-sae").value, seq = ++searchSeq;
+    if (!query.trim()) { box.hidden = true; return; }
+    SC.api("api/latent/search", { sae: sae, q: query }).then(function (r) {
+      if (seq !== searchSeq) return;
+      var head = r.explained ? r.total + " latent" + (r.total === 1 ? "" : "s") + " whose explanation contains \u201c" + esc(r.query) + "\u201d" +
+        (r.hits.length < r.total ? " (best " + r.hits.length + " by detection)" : "")
+        : "no latent of " + esc(sae) + " has a cached explanation: run <code>sparsecircuits explain MODEL --sae DIR</code>";
+      box.innerHTML = '<div class="search-head"><span>' + head + '</span><button type="button" class="search-close" title="clear the search">\u00d7</button></div>' +
+        r.hits.map(function (h) {
+          return '<div class="search-hit-item" data-latent="' + h.latent + '"><code>' + h.latent + "</code> " + esc(h.text) +
+            ' <span class="hit-score">detection ' + num(h.detection, 2) + "</span></div>";
+        }).join("");
+      box.hidden = false;
+      box.querySelector(".search-close").addEventListener("click", function () { $("latent-search").value = ""; search(""); });
+      box.querySelectorAll(".search-hit-item").forEach(function (item) {
+        item.addEventListener("click", function () { open(sae, parseInt(item.dataset.latent, 10)); });
+      });
+    }).catch(function (e) {
+      if (seq !== searchSeq) return;
+      box.innerHTML = '<p class="error">' + esc(e.message) + "</p>";
+      box.hidden = false;
+    });
+  }
+
   function initStatic() {
     var data = STATIC.latents;
     if (!data) return;
@@ -168,6 +197,12 @@
         var i = parseInt($("latent-input").value, 10);
         if (isFinite(i)) open($("pick-sae").value, i);
       });
+      $("latent-search").addEventListener("input", function () {
+        var query = this.value;
+        clearTimeout(searchTimer);
+        searchTimer = setTimeout(function () { search(query); }, 150);
+      });
+      $("pick-sae").addEventListener("change", function () { search($("latent-search").value); });
       var q = new URLSearchParams(location.search);
       if (q.get("latent") !== null) {
         var sae = q.get("sae") || saes[0].id;

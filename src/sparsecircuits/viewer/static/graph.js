@@ -112,6 +112,21 @@
   SC.explanationTip = explanationTip;
   SC.wrapText = wrapText;
 
+  /* A search's result list (the graph's nodes, the latent page's latents): a head line (HTML)
+   * with a button that clears the search, then a clickable row per hit, each carrying
+   * data-<key>="<value>" and showing its `value` as code, its `text` and optional `extra` HTML. */
+  SC.fillSearchResults = function (box, head, key, hits, onPick, onClear) {
+    box.innerHTML = '<div class="search-head"><span>' + head + '</span><button type="button" class="search-close" title="clear the search">\u00d7</button></div>' +
+      hits.map(function (h, i) {
+        return '<div class="search-hit-item" data-' + key + '="' + escHTML(h.value) + '" data-index="' + i + '"><code>' + escHTML(h.value) + "</code> " +
+          escHTML(h.text) + (h.extra || "") + "</div>";
+      }).join("");
+    box.querySelector(".search-close").addEventListener("click", onClear);
+    box.querySelectorAll(".search-hit-item").forEach(function (item) {
+      item.addEventListener("click", function () { onPick(hits[+item.dataset.index]); });
+    });
+  };
+
   function fmt(w) {
     if (w === null || w === undefined) return "(no weight)";
     var a = Math.abs(w);
@@ -598,19 +613,11 @@
       }
       results.hidden = false;
       results.style.top = bar.offsetHeight + 2 + "px";
-      results.innerHTML = '<div class="search-head">' + hits.length + " node" + (hits.length === 1 ? "" : "s") +
-        " whose explanation contains \u201c" + escHTML(query.trim()) + '\u201d<button type="button" class="search-close" title="clear the search">\u00d7</button></div>' +
-        hits.map(function (n) {
-          return '<div class="search-hit-item" data-node="' + escHTML(n.name) + '"><code>' + escHTML(n.name) + "</code> " +
-            escHTML(n.explanation.text) + "</div>";
-        }).join("");
-      results.querySelector(".search-close").addEventListener("click", function () {
-        bar.querySelector(".explain-search").value = "";
-        search("");
-      });
-      results.querySelectorAll(".search-hit-item").forEach(function (item) {
-        item.addEventListener("click", function () { if (opts.onSelect) opts.onSelect(item.dataset.node); });
-      });
+      SC.fillSearchResults(results,
+        hits.length + " node" + (hits.length === 1 ? "" : "s") + " whose explanation contains \u201c" + escHTML(query.trim()) + "\u201d",
+        "node", hits.map(function (n) { return { value: n.name, text: n.explanation.text }; }),
+        function (hit) { if (opts.onSelect) opts.onSelect(hit.value); },
+        function () { bar.querySelector(".explain-search").value = ""; search(""); });
       return hits;
     }
     var self = opts.handle || {};

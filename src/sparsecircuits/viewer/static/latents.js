@@ -150,16 +150,11 @@
       var head = r.explained ? r.total + " latent" + (r.total === 1 ? "" : "s") + " whose explanation contains \u201c" + esc(r.query) + "\u201d" +
         (r.hits.length < r.total ? " (best " + r.hits.length + " by detection)" : "")
         : "no latent of " + esc(sae) + " has a cached explanation: run <code>sparsecircuits explain MODEL --sae DIR</code>";
-      box.innerHTML = '<div class="search-head"><span>' + head + '</span><button type="button" class="search-close" title="clear the search">\u00d7</button></div>' +
-        r.hits.map(function (h) {
-          return '<div class="search-hit-item" data-latent="' + h.latent + '"><code>' + h.latent + "</code> " + esc(h.text) +
-            ' <span class="hit-score">detection ' + num(h.detection, 2) + "</span></div>";
-        }).join("");
+      SC.fillSearchResults(box, head, "latent", r.hits.map(function (h) {
+        return { value: h.latent, text: h.text, extra: ' <span class="hit-score">detection ' + num(h.detection, 2) + "</span>" };
+      }), function (hit) { open(sae, hit.value); },
+      function () { $("latent-search").value = ""; search(""); });
       box.hidden = false;
-      box.querySelector(".search-close").addEventListener("click", function () { $("latent-search").value = ""; search(""); });
-      box.querySelectorAll(".search-hit-item").forEach(function (item) {
-        item.addEventListener("click", function () { open(sae, parseInt(item.dataset.latent, 10)); });
-      });
     }).catch(function (e) {
       if (seq !== searchSeq) return;
       box.innerHTML = '<p class="error">' + esc(e.message) + "</p>";
